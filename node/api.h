@@ -1,0 +1,43 @@
+/* api: the node's request router, one for every transport (the control
+ * socket now, the admin HTTPS service with the provisioning work). A request
+ * is a method, a path and a YAML body; the answer is a status code and YAML
+ * documents. */
+#ifndef MAILNODE_API_H
+#define MAILNODE_API_H
+
+#include <stdbool.h>
+#include <time.h>
+
+#include "buf.h"
+
+struct api_request {
+	char	  method[8];
+	char	  path[256];
+	char	  query[256];
+	struct buf *body;
+	/* Filled by the handler. */
+	int	  status;
+	struct buf out;
+	/* The transport sends out with status, then frees the request. */
+	void	(*reply)(struct api_request *);
+	void	 *transport;
+};
+
+/* What the node reports about itself in status. */
+struct api_node_info {
+	const char	*version;
+	time_t		 started;
+	unsigned	 loops;
+	const char	*database;	/* "embedded" or "external" */
+	const char	*state_dir;
+};
+
+void	 api_set_node_info(const struct api_node_info *);
+/* Parse "METHOD /path?query" into the request; -1 if malformed. */
+int	 api_parse_request_line(struct api_request *, const char *line, size_t len);
+/* Handle the request; calls req->reply exactly once (maybe later). */
+void	 api_handle(struct api_request *);
+/* Value of key in "a=1&b=2"; -1 when absent. */
+int	 api_query_get(const char *query, const char *key, char *out, size_t outlen);
+
+#endif

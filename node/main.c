@@ -1,0 +1,313 @@
+/* mailnoded: the mail node daemon. Starts (or reaches) MariaDB, applies the
+ * schema migrations, loads the services' settings, opens the control socket,
+ * starts the services and runs one event loop per core until told to stop. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "control.h"
+#include "db.h"
+#include "db_embedded.h"
+#include "log.h"
+#include "loop.h"
+#include "migrate.h"
+#include "service.h"
+#include "service_store.h"
+#include "svc_http.h"
+#include "tls.h"
+
+struct options {
+	const char	*state_dir;
+	const char	*database;	/* DSN; NULL for the embedded server */
+	const char	*schema_dir;
+	bool		 dev;
+	unsigned	 port_offset;
+	unsigned	 loops;
+	enum log_level	 log_level;
+	bool		 syslog;
+};
+
+static struct db_embedded	*embedded;
+static struct loop_watch	 sigwatch = { .fd = -1 };
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: mailnoded [--state-dir DIR] [--dev] [--port-offset N] [--database DSN]\n"
+	    "                 [--schema-dir DIR] [--loops N] [--log-level LEVEL] [--no-syslog]\n"
+	    "  --state-dir DIR    database, mail, TLS material, logs, sockets (default ./var)\n"
+	    "  --dev              development ports (25xx, 21xx, ...) bound to 127.0.0.1\n"
+	    "  --port-offset N    add N to every default port (first start only)\n"
+	    "  --database DSN     external MariaDB, mysql://user:pass@host:port/db;\n"
+	    "                     also from $MAILNODE_DATABASE; default: embedded server\n"
+	    "  --loops N          event loops (default: one per core)\n"
+	    "  --log-level L      error, warn, info or debug (default info)\n");
+	exit(2);
+}
+
+static void
+parse_options(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{ "state-dir", required_argument, NULL, 's' },
+		{ "database", required_argument, NULL, 'd' },
+		{ "schema-dir", required_argument, NULL, 'm' },
+		{ "dev", no_argument, NULL, 'D' },
+		{ "port-offset", required_argument, NULL, 'p' },
+		{ "loops", required_argument, NULL, 'l' },
+		{ "log-level", required_argument, NULL, 'L' },
+		{ "no-syslog", no_argument, NULL, 'S' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	char *end;
+	long v;
+	int ch;
+
+	o->state_dir = "./var";
+	o->database = getenv("MAILNODE_DATABASE");
+	o->schema_dir = MAILNODE_SCHEMA_DIR;
+	o->log_level = LOG_LVL_INFO;
+	o->syslog = true;
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 's': o->state_dir = optarg; break;
+		case 'd': o->database = optarg; break;
+		case 'm': o->schema_dir = optarg; break;
+		case 'D': o->dev = true; break;
+		case 'S': o->syslog = false; break;
+		case 'p':
+		case 'l':
+			v = strtol(optarg, &end, 10);
+			if (*end != '\0' || v < 0 || v > (ch == 'p' ? 60000 : 256)) {
+				fprintf(stderr, "mailnoded: bad number '%s'\n", optarg);
+				usage();
+			}
+			if (ch == 'p')
+				o->port_offset = (unsigned)v;
+			else
+				o->loops = (unsigned)v;
+			break;
+		case 'L':
+			if (strcmp(optarg, "error") == 0) o->log_level = LOG_LVL_ERR;
+			else if (strcmp(optarg, "warn") == 0) o->log_level = LOG_LVL_WARN;
+			else if (strcmp(optarg, "info") == 0) o->log_level = LOG_LVL_INFO;
+			else if (strcmp(optarg, "debug") == 0) o->log_level = LOG_LVL_DEBUG;
+			else usage();
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+}
+
+static int
+make_dir(const char *base, const char *sub, char *out, size_t outlen)
+{
+	if (snprintf(out, outlen, "%s%s%s", base, sub ? "/" : "", sub ? sub : "") >= (int)outlen) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if (mkdir(out, 0700) == -1 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+/* Blocking start-up work on the database: migrations and service rows. */
+static int
+prepare_database(const struct db_conf *conf, const char *schema_dir, char *err, size_t errlen)
+{
+	struct migrate_backend be;
+	unsigned applied;
+	MYSQL *m;
+	MYSQL_RES *res;
+	int rc = -1;
+
+	if ((m = db_connect(conf, true, err, errlen)) == NULL)
+		return -1;
+	/* Nodes sharing one database migrate one at a time. */
+	if (mysql_query(m, "SELECT GET_LOCK('mailnode.migrate', 120)") != 0 ||
+	    (res = mysql_store_result(m)) == NULL) {
+		snprintf(err, errlen, "taking the migration lock: %s", mysql_error(m));
+		goto done;
+	}
+	mysql_free_result(res);
+	migrate_backend_mariadb(&be, m);
+	if (migrate_run(schema_dir, &be, &applied, err, errlen) == -1)
+		goto unlock;
+	log_info("database schema up to date (%u migration%s applied now)", applied,
+	    applied == 1 ? "" : "s");
+	if (service_store_load(m, err, errlen) == -1)
+		goto unlock;
+	rc = 0;
+unlock:
+	if (mysql_query(m, "SELECT RELEASE_LOCK('mailnode.migrate')") == 0)
+		mysql_free_result(mysql_store_result(m));
+done:
+	mysql_close(m);
+	return rc;
+}
+
+static void
+on_signal(struct loop_watch *w, uint32_t events)
+{
+	struct signalfd_siginfo si;
+
+	(void)events;
+	while (read(w->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGINT:
+		case SIGTERM:
+			log_info("signal %s: stopping", si.ssi_signo == SIGINT ? "INT" : "TERM");
+			loops_stop();
+			break;
+		case SIGCHLD: {
+			pid_t pid;
+			int status;
+
+			while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+				if (embedded == NULL || !db_embedded_reap(embedded, pid, status))
+					log_debug("child %ld exited", (long)pid);
+			break;
+		}
+		default:
+			break;
+		}
+	}
+}
+
+static int
+watch_signals(char *err, size_t errlen)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1 ||
+	    (sigwatch.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1) {
+		snprintf(err, errlen, "signalfd: %s", strerror(errno));
+		return -1;
+	}
+	sigwatch.cb = on_signal;
+	if (loop_watch_add(loops_get(0), &sigwatch, EPOLLIN) == -1) {
+		snprintf(err, errlen, "watching signals: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void
+write_pidfile(const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	if (f == NULL || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f) == EOF)
+		log_warn("pid file %s: %s", path, strerror(errno));
+}
+
+int
+main(int argc, char **argv)
+{
+	struct options o = { 0 };
+	struct db_conf conf = { 0 };
+	char dir[PATH_MAX], path[PATH_MAX], err[1024];
+	struct api_node_info info;
+	long ncpu;
+	int rc = 1;
+	bool loops_ready = false, pool_ready = false;
+
+	parse_options(argc, argv, &o);
+	log_init("mailnoded", o.syslog, o.log_level);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (make_dir(o.state_dir, NULL, dir, sizeof(dir)) == -1 ||
+	    make_dir(o.state_dir, "run", dir, sizeof(dir)) == -1 ||
+	    make_dir(o.state_dir, "log", dir, sizeof(dir)) == -1 ||
+	    make_dir(o.state_dir, "mail", dir, sizeof(dir)) == -1) {
+		log_err("state directory %s: %s", dir, strerror(errno));
+		return 1;
+	}
+	/* Block the signals before any thread or child exists so all inherit it. */
+	if (o.loops == 0) {
+		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		o.loops = ncpu > 0 ? (unsigned)ncpu : 1;
+	}
+	if (loops_init(o.loops) == -1) {
+		log_err("cannot create the event loops");
+		return 1;
+	}
+	loops_ready = true;
+	if (watch_signals(err, sizeof(err)) == -1)
+		goto fail;
+
+	snprintf(path, sizeof(path), "%s/tls", o.state_dir);
+	if (tls_dev_certs_ensure(path, err, sizeof(err)) == -1)
+		goto fail;
+
+	if (o.database != NULL) {
+		if (db_conf_parse(o.database, &conf, err, sizeof(err)) == -1)
+			goto fail;
+	} else if ((embedded = db_embedded_start(o.state_dir, &conf, err, sizeof(err))) == NULL)
+		goto fail;
+
+	services_init(o.dev, o.port_offset, service_store_save_state);
+	service_set_handler("http", &svc_http_redirect);
+	if (prepare_database(&conf, o.schema_dir, err, sizeof(err)) == -1)
+		goto fail;
+	if (db_pool_start(&conf, 2) == -1) {
+		snprintf(err, sizeof(err), "cannot start the database workers");
+		goto fail;
+	}
+	pool_ready = true;
+
+	snprintf(path, sizeof(path), "%s/run/control.sock", o.state_dir);
+	if (control_start(path, err, sizeof(err)) == -1)
+		goto fail;
+	info = (struct api_node_info){ .version = MAILNODE_VERSION, .started = time(NULL),
+	    .loops = o.loops, .database = embedded ? "embedded" : "external",
+	    .state_dir = o.state_dir };
+	api_set_node_info(&info);
+
+	services_autostart();
+	snprintf(path, sizeof(path), "%s/run/mailnoded.pid", o.state_dir);
+	write_pidfile(path);
+	log_info("mailnoded %s ready: %u loops, control socket %s/run/control.sock",
+	    MAILNODE_VERSION, o.loops, o.state_dir);
+
+	rc = loops_run() == 0 ? 0 : 1;
+
+	services_stop_all();
+	control_stop();
+	(void)unlink(path);
+	log_info("mailnoded stopped");
+	goto out;
+fail:
+	log_err("%s", err);
+out:
+	if (pool_ready)
+		db_pool_stop();
+	if (sigwatch.fd != -1)
+		close(sigwatch.fd);
+	if (loops_ready)
+		loops_free();
+	db_embedded_stop(embedded);
+	db_conf_free(&conf);
+	return rc;
+}

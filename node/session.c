@@ -1,0 +1,112 @@
+/* session: a mutex-protected list of every live session; sessions live on
+ * their loop, the list only names them for status queries. */
+#include "session.h"
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "service.h"
+
+static pthread_mutex_t	 registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct session	*registry;
+static size_t		 registry_count;
+static atomic_uint_fast64_t next_id = 1;
+
+void
+session_register(struct session *s)
+{
+	s->id = atomic_fetch_add(&next_id, 1);
+	if (s->started == 0)
+		s->started = time(NULL);
+	pthread_mutex_lock(&registry_lock);
+	s->prev = NULL;
+	s->next = registry;
+	if (registry)
+		registry->prev = s;
+	registry = s;
+	registry_count++;
+	pthread_mutex_unlock(&registry_lock);
+}
+
+void
+session_unregister(struct session *s)
+{
+	pthread_mutex_lock(&registry_lock);
+	if (s->prev)
+		s->prev->next = s->next;
+	else if (registry == s)
+		registry = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	s->prev = s->next = NULL;
+	registry_count--;
+	pthread_mutex_unlock(&registry_lock);
+}
+
+size_t
+sessions_count(void)
+{
+	size_t n;
+
+	pthread_mutex_lock(&registry_lock);
+	n = registry_count;
+	pthread_mutex_unlock(&registry_lock);
+	return n;
+}
+
+int
+sessions_snapshot(const char *service, struct session_view **out, size_t *n)
+{
+	struct session_view *v = NULL;
+	struct session *s;
+	size_t cap, i = 0;
+
+	pthread_mutex_lock(&registry_lock);
+	cap = registry_count;
+	if (cap > 0 && (v = calloc(cap, sizeof(*v))) == NULL) {
+		pthread_mutex_unlock(&registry_lock);
+		return -1;
+	}
+	for (s = registry; s != NULL && i < cap; s = s->next) {
+		if (service && strcmp(service, s->svc->def->name) != 0)
+			continue;
+		v[i].id = s->id;
+		snprintf(v[i].service, sizeof(v[i].service), "%s", s->svc->def->name);
+		memcpy(v[i].peer, s->peer, sizeof(v[i].peer));
+		memcpy(v[i].tenant, s->tenant, sizeof(v[i].tenant));
+		memcpy(v[i].user, s->user, sizeof(v[i].user));
+		memcpy(v[i].tls, s->tls, sizeof(v[i].tls));
+		v[i].started = s->started;
+		i++;
+	}
+	pthread_mutex_unlock(&registry_lock);
+	*out = v;
+	*n = i;
+	return 0;
+}
+
+void
+session_format_peer(const struct sockaddr *sa, socklen_t len, char *out, size_t outlen)
+{
+	struct addr a;
+	char host[ADDR_STRLEN];
+	unsigned port = 0;
+
+	if (sa == NULL || addr_from_sockaddr(sa, len, &a) == -1 ||
+	    addr_format(&a, host, sizeof(host)) == -1) {
+		snprintf(out, outlen, "unknown");
+		return;
+	}
+	if (sa->sa_family == AF_INET)
+		port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+	else if (sa->sa_family == AF_INET6)
+		port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+	if (a.family == AF_INET6)
+		snprintf(out, outlen, "[%s]:%u", host, port);
+	else
+		snprintf(out, outlen, "%s:%u", host, port);
+}

@@ -1,0 +1,309 @@
+/* mailnodectl: the local admin's client of the node's control socket.
+ * Sends one request ("METHOD /path" + YAML body), prints the answer as a
+ * table or, with -o yaml, as the YAML documents the node sent. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "ydoc.h"
+
+#define EXIT_REFUSED	1	/* the node answered with an error */
+#define EXIT_USAGE	2
+#define EXIT_UNREACHED	3	/* no node on the socket */
+
+static const char *sock_path;
+static bool yaml_out;
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: mailnodectl [-s SOCKET | --state-dir DIR] [-o yaml] COMMAND\n"
+	    "commands:\n"
+	    "  status                         node, database and every service\n"
+	    "  services                       every service with its settings\n"
+	    "  service show NAME              one service\n"
+	    "  service start NAME             start a service\n"
+	    "  service stop NAME [--now]      stop accepting; --now also ends its sessions\n"
+	    "  service restart NAME           stop (draining) and start again\n"
+	    "  sessions [--service NAME]      live sessions\n"
+	    "The socket defaults to $MAILNODE_CONTROL or ./var/run/control.sock.\n");
+	exit(EXIT_USAGE);
+}
+
+/* One round trip; fills status and body. */
+static int
+request(const char *method, const char *path, int *status, struct buf *body)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct buf out, in;
+	size_t eol, len;
+	int fd = -1, rc = -1;
+	ssize_t r;
+
+	buf_init(&out, 0);
+	buf_init(&in, 64 * 1024 * 1024);
+	if (strlen(sock_path) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "mailnodectl: socket path too long: %s\n", sock_path);
+		goto done;
+	}
+	memcpy(sun.sun_path, sock_path, strlen(sock_path) + 1);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
+	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		fprintf(stderr, "mailnodectl: cannot reach the node at %s: %s\n"
+		    "  (is mailnoded running? ./run up starts the dev node)\n",
+		    sock_path, strerror(errno));
+		rc = -2;
+		goto done;
+	}
+	if (buf_printf(&out, "%s %s\n", method, path) == -1)
+		goto done;
+	while (buf_len(&out) > 0)
+		if (buf_write_fd(&out, fd) == -1) {
+			fprintf(stderr, "mailnodectl: sending: %s\n", strerror(errno));
+			goto done;
+		}
+	if (shutdown(fd, SHUT_WR) == -1)
+		goto done;
+	while ((r = buf_read_fd(&in, fd)) > 0)
+		;
+	if (r == -1) {
+		fprintf(stderr, "mailnodectl: reading the answer: %s\n", strerror(errno));
+		goto done;
+	}
+	len = buf_line(&in, &eol);
+	if (eol == 0 || len == 0 || len > 3) {
+		fprintf(stderr, "mailnodectl: the node closed the connection without an answer\n");
+		goto done;
+	}
+	*status = atoi(buf_data(&in));
+	buf_consume(&in, eol);
+	if (buf_append(body, buf_data(&in), buf_len(&in)) == -1)
+		goto done;
+	rc = 0;
+done:
+	if (fd != -1)
+		close(fd);
+	buf_free(&out);
+	buf_free(&in);
+	return rc;
+}
+
+static const char *
+get_str(const struct ydoc_node *n, const char *key)
+{
+	const char *s = ydoc_str(ydoc_get(n, key));
+
+	return s ? s : "";
+}
+
+static const char *
+get_path(const struct ydoc_node *n, const char *a, const char *b)
+{
+	return get_str(ydoc_get(n, a), b);
+}
+
+static void
+print_status(const struct ydoc_stream *st)
+{
+	const struct ydoc_node *doc = st->ndocs ? st->docs[0] : NULL;
+	const struct ydoc_node *node = ydoc_get(doc, "node"), *svcs = ydoc_get(doc, "services");
+	size_t i;
+
+	printf("mailnode %s, up %ss, %s loops, %s sessions; database %s (%s)\n\n",
+	    get_str(node, "version"), get_str(node, "uptime"), get_str(node, "loops"),
+	    get_str(node, "sessions"), get_path(node, "database", "mode"),
+	    get_path(node, "database", "status"));
+	printf("%-15s %-9s %6s %8s %8s %8s  %s\n", "SERVICE", "STATE", "PORT",
+	    "CURRENT", "TOTAL", "REJECTED", "REASON");
+	for (i = 0; svcs && svcs->type == YDOC_SEQ && i < svcs->n; i++) {
+		const struct ydoc_node *s = svcs->items[i];
+		const char *port = get_str(s, "port");
+
+		printf("%-15s %-9s %6s %8s %8s %8s  %s\n", get_str(s, "name"),
+		    get_str(s, "state"), *port ? port : "-", get_str(s, "current"),
+		    get_str(s, "total"), get_str(s, "rejected"), get_str(s, "reason"));
+	}
+}
+
+static void
+print_services(const struct ydoc_stream *st)
+{
+	size_t i, j;
+
+	printf("%-15s %-9s %-24s %6s %8s %8s %-5s %-7s\n", "SERVICE", "STATE", "BIND",
+	    "PORT", "MAXCLI", "TIMEOUT", "AUTO", "RESTART");
+	for (i = 0; i < st->ndocs; i++) {
+		const struct ydoc_node *d = st->docs[i], *spec = ydoc_get(d, "spec");
+		const struct ydoc_node *bind = ydoc_get(spec, "bind");
+		char binds[128] = "-";
+		size_t n = 0;
+		const char *port = get_str(spec, "port");
+
+		for (j = 0; bind && bind->type == YDOC_SEQ && j < bind->n; j++) {
+			int w = snprintf(binds + n, sizeof(binds) - n, "%s%s", j ? "," : "",
+			    ydoc_str(bind->items[j]) ? ydoc_str(bind->items[j]) : "?");
+
+			if (w < 0 || (size_t)w >= sizeof(binds) - n)
+				break;
+			n += (size_t)w;
+		}
+		printf("%-15s %-9s %-24s %6s %8s %8s %-5s %-7s\n",
+		    get_path(d, "metadata", "name"), get_path(d, "status", "state"), binds,
+		    *port ? port : "-", *get_str(spec, "maxClients") ? get_str(spec, "maxClients") : "-",
+		    *get_str(spec, "timeout") ? get_str(spec, "timeout") : "-",
+		    get_str(spec, "autoStart"), get_str(spec, "restartOnChange"));
+		if (strcmp(get_path(d, "status", "state"), "running") != 0 &&
+		    *get_path(d, "status", "reason"))
+			printf("  %s\n", get_path(d, "status", "reason"));
+	}
+}
+
+static void
+print_sessions(const struct ydoc_stream *st)
+{
+	const struct ydoc_node *items = st->ndocs ? ydoc_get(st->docs[0], "items") : NULL;
+	size_t i;
+
+	printf("%-8s %-12s %-28s %-12s %-24s %-20s %s\n", "ID", "SERVICE", "PEER", "TENANT",
+	    "USER", "TLS", "STARTED");
+	for (i = 0; items && items->type == YDOC_SEQ && i < items->n; i++) {
+		const struct ydoc_node *s = items->items[i];
+
+		printf("%-8s %-12s %-28s %-12s %-24s %-20s %s\n", get_str(s, "id"),
+		    get_str(s, "service"), get_str(s, "peer"),
+		    *get_str(s, "tenant") ? get_str(s, "tenant") : "-",
+		    *get_str(s, "user") ? get_str(s, "user") : "-", get_str(s, "tls"),
+		    get_str(s, "started"));
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "state-dir", required_argument, NULL, 'S' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "service", required_argument, NULL, 'v' },
+		{ "now", no_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *service_filter = NULL, *cmd, *method = "GET";
+	char path[512], statedir_sock[4096];
+	void (*print)(const struct ydoc_stream *) = NULL;
+	struct ydoc_stream *st = NULL;
+	struct buf body;
+	bool now = false;
+	int ch, status = 0, r, rc;
+
+	sock_path = getenv("MAILNODE_CONTROL");
+	if (sock_path == NULL)
+		sock_path = "./var/run/control.sock";
+	/* "+" stops at the first command word so its own flags come after. */
+	while ((ch = getopt_long(argc, argv, "+s:o:h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 's': sock_path = optarg; break;
+		case 'S':
+			snprintf(statedir_sock, sizeof(statedir_sock), "%s/run/control.sock", optarg);
+			sock_path = statedir_sock;
+			break;
+		case 'o':
+			if (strcmp(optarg, "yaml") != 0)
+				usage();
+			yaml_out = true;
+			break;
+		default: usage();
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1)
+		usage();
+	cmd = argv[0];
+	/* Flags after the command words. */
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--now") == 0)
+			now = true;
+		else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc && strcmp(argv[i + 1], "yaml") == 0) {
+			yaml_out = true;
+			i++;
+		} else if (strcmp(argv[i], "--service") == 0 && i + 1 < argc)
+			service_filter = argv[++i];
+		else if (argv[i][0] == '-')
+			usage();
+	}
+
+	if (strcmp(cmd, "status") == 0 && argc == 1) {
+		snprintf(path, sizeof(path), "/v1/status");
+		print = print_status;
+	} else if (strcmp(cmd, "services") == 0 && argc == 1) {
+		snprintf(path, sizeof(path), "/v1/services");
+		print = print_services;
+	} else if (strcmp(cmd, "sessions") == 0) {
+		if (service_filter)
+			snprintf(path, sizeof(path), "/v1/sessions?service=%s", service_filter);
+		else
+			snprintf(path, sizeof(path), "/v1/sessions");
+		print = print_sessions;
+	} else if (strcmp(cmd, "service") == 0 && argc >= 3) {
+		const char *action = argv[1], *name = argv[2];
+
+		if (strchr(name, '/') || strchr(name, '?') || strchr(name, ' '))
+			usage();
+		print = print_services;
+		if (strcmp(action, "show") == 0)
+			snprintf(path, sizeof(path), "/v1/services/%s", name);
+		else if (strcmp(action, "start") == 0 || strcmp(action, "restart") == 0 ||
+		    strcmp(action, "stop") == 0) {
+			method = "POST";
+			snprintf(path, sizeof(path), "/v1/services/%s/%s%s", name, action,
+			    now && strcmp(action, "stop") == 0 ? "?drain=false" : "");
+		} else
+			usage();
+	} else
+		usage();
+
+	buf_init(&body, 0);
+	r = request(method, path, &status, &body);
+	if (r == -2) {
+		buf_free(&body);
+		return EXIT_UNREACHED;
+	}
+	if (r == -1) {
+		buf_free(&body);
+		return EXIT_REFUSED;
+	}
+	rc = status >= 200 && status < 300 ? 0 : EXIT_REFUSED;
+	if (yaml_out) {
+		fwrite(buf_data(&body), 1, buf_len(&body), stdout);
+		buf_free(&body);
+		return rc;
+	}
+	{
+		char err[512];
+
+		if (ydoc_parse(buf_cstr(&body), buf_len(&body), &st, err, sizeof(err)) == -1) {
+			fprintf(stderr, "mailnodectl: the node's answer is not YAML (%s)\n", err);
+			buf_free(&body);
+			return EXIT_REFUSED;
+		}
+	}
+	if (rc != 0) {
+		const char *msg = st->ndocs ? ydoc_str(ydoc_get(st->docs[0], "message")) : NULL;
+
+		fprintf(stderr, "mailnodectl: %s (%d)\n", msg ? msg : "request refused", status);
+	} else
+		print(st);
+	ydoc_free(st);
+	buf_free(&body);
+	return rc;
+}
