@@ -85,13 +85,25 @@ svc_http_location(const char *host, const char *uri, unsigned https_port,
 	return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }
 
-/* The raw request URI, query included, which the access handler does not get. */
+/* Per request: the raw URI (query included, which the access handler does
+ * not get) and whether the handler has been called once. */
+struct http_req {
+	bool	called;
+	char	uri[];
+};
+
 static void *
 http_uri_log(void *cls, const char *uri, struct MHD_Connection *c)
 {
+	struct http_req *r;
+	size_t len = strlen(uri ? uri : "/");
+
 	(void)cls;
 	(void)c;
-	return strdup(uri ? uri : "/");
+	if ((r = calloc(1, sizeof(*r) + len + 1)) == NULL)
+		return NULL;
+	memcpy(r->uri, uri ? uri : "/", len + 1);
+	return r;
 }
 
 static void
@@ -129,6 +141,7 @@ http_handle(void *cls, struct MHD_Connection *c, const char *url, const char *me
     const char *version, const char *upload, size_t *upload_size, void **req_cls)
 {
 	struct service *https = service_find("https");
+	struct http_req *req = *req_cls;
 	const char *host;
 	char location[2048], body[2200];
 
@@ -137,13 +150,21 @@ http_handle(void *cls, struct MHD_Connection *c, const char *url, const char *me
 	(void)version;
 	(void)upload;
 	(void)cls;
+	if (req == NULL)
+		return MHD_NO;		/* out of memory: drop the connection */
+	/* MHD closes the connection after a response queued in the first
+	 * call, so answer from the second one to keep the session alive. */
+	if (!req->called) {
+		req->called = true;
+		return MHD_YES;
+	}
 	/* Bodies are not wanted; swallow them so keep-alive stays in sync. */
 	if (*upload_size != 0) {
 		*upload_size = 0;
 		return MHD_YES;
 	}
 	host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
-	if (svc_http_location(host, *req_cls, https ? https->settings.port : 443,
+	if (svc_http_location(host, req->uri, https ? https->settings.port : 443,
 	    location, sizeof(location)) == -1)
 		return queue_text(c, MHD_HTTP_BAD_REQUEST,
 		    "400 Bad Request: a valid Host header is required\n", NULL);
@@ -272,7 +293,6 @@ http_start(struct service *s, char *err, size_t errlen)
 		    MHD_OPTION_NOTIFY_CONNECTION, http_notify, inst,
 		    MHD_OPTION_URI_LOG_CALLBACK, http_uri_log, NULL,
 		    MHD_OPTION_NOTIFY_COMPLETED, http_request_done, NULL,
-		    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
 		    MHD_OPTION_END);
 		if (d->mhd == NULL) {
 			snprintf(err, errlen, "libmicrohttpd could not start on the listener");
