@@ -24,6 +24,7 @@
 #include "migrate.h"
 #include "service.h"
 #include "service_store.h"
+#include "settings.h"
 #include "svc_http.h"
 #include "tls.h"
 
@@ -53,7 +54,8 @@ usage(void)
 	    "  --database DSN     external MariaDB, mysql://user:pass@host:port/db;\n"
 	    "                     also from $MAILNODE_DATABASE; default: embedded server\n"
 	    "  --loops N          event loops (default: one per core)\n"
-	    "  --log-level L      error, warn, info or debug (default info)\n");
+	    "  --log-level L      error, warn, info or debug (default info)\n"
+	    "  --settings-markdown  print the service settings reference and exit\n");
 	exit(2);
 }
 
@@ -69,9 +71,11 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "loops", required_argument, NULL, 'l' },
 		{ "log-level", required_argument, NULL, 'L' },
 		{ "no-syslog", no_argument, NULL, 'S' },
+		{ "settings-markdown", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
+	struct buf doc;
 	char *end;
 	long v;
 	int ch;
@@ -88,6 +92,15 @@ parse_options(int argc, char **argv, struct options *o)
 		case 'm': o->schema_dir = optarg; break;
 		case 'D': o->dev = true; break;
 		case 'S': o->syslog = false; break;
+		case 'M':
+			/* docs/settings.md is this output: one definition, one doc. */
+			buf_init(&doc, 0);
+			if (services_doc_markdown(&doc) == -1 || buf_puts(&doc, "\n") == -1 ||
+			    settings_doc_markdown(&doc) == -1 ||
+			    fwrite(buf_data(&doc), 1, buf_len(&doc), stdout) != buf_len(&doc))
+				exit(1);
+			buf_free(&doc);
+			exit(0);
 		case 'p':
 		case 'l':
 			v = strtol(optarg, &end, 10);

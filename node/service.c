@@ -323,3 +323,31 @@ service_conn_rejected(struct service *s)
 {
 	atomic_fetch_add(&s->counters.rejected, 1);
 }
+
+int
+services_doc_markdown(struct buf *out)
+{
+	size_t i;
+
+	if (buf_puts(out, "| service | port | dev port | TLS | timeout | maxClients | can stop | what |\n"
+	    "|---|---|---|---|---|---|---|---|\n") == -1)
+		return -1;
+	for (i = 0; i < NSERVICES; i++) {
+		const struct service_def *d = &service_defs[i];
+		const char *tls = d->tls == SERVICE_TLS_IMPLICIT ? "implicit" :
+		    d->tls == SERVICE_TLS_STARTTLS ? "STARTTLS" : "-";
+
+		int r;
+
+		if (d->port)
+			r = buf_printf(out, "| `%s` | %u | %u | %s | %us | %u | %s | %s |\n", d->name,
+			    d->port, d->dev_port, tls, d->timeout, d->max_clients,
+			    d->stoppable ? "yes" : "no", d->description);
+		else
+			r = buf_printf(out, "| `%s` | - | - | - | - | - | %s | %s |\n", d->name,
+			    d->stoppable ? "yes" : "no", d->description);
+		if (r == -1)
+			return -1;
+	}
+	return 0;
+}

@@ -86,6 +86,9 @@ int	 service_restart(struct service *, char *err, size_t errlen);
 void	 services_autostart(void);
 void	 services_stop_all(void);
 
+/* Markdown table of the services and their default settings (docs). */
+int	 services_doc_markdown(struct buf *);
+
 /* Counting for the handlers. */
 void	 service_conn_opened(struct service *);
 void	 service_conn_closed(struct service *);

@@ -186,3 +186,13 @@ def test_mailnodectl_without_node_says_so(fresh_state):
     r = subprocess.run([MAILNODECTL, "--state-dir", fresh_state, "status"], capture_output=True, text=True)
     assert r.returncode == 3
     assert "cannot reach the node" in r.stderr
+
+
+def test_settings_doc_is_generated_from_the_definitions():
+    import subprocess
+    from conftest import MAILNODED, TOP
+    out = subprocess.run([MAILNODED, "--settings-markdown"], capture_output=True, text=True, check=True).stdout
+    with open(os.path.join(TOP, "docs", "settings.md")) as f:
+        doc = f.read()
+    assert "| `maxClients` |" in out
+    assert out in doc, "docs/settings.md is out of date: regenerate with mailnoded --settings-markdown"
