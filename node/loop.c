@@ -31,6 +31,10 @@ struct loop {
 	struct loop_timer	**heap;
 	size_t			 nheap, capheap;
 	atomic_bool		 stopping;
+	/* The batch being dispatched, so a watch removed by an earlier
+	 * callback of the same batch is not called with a stale event. */
+	struct epoll_event	*batch;
+	int			 batch_i, batch_n;
 };
 
 static struct loop	**loops;
@@ -142,8 +146,13 @@ loop_watch_mod(struct loop *l, struct loop_watch *w, uint32_t events)
 void
 loop_watch_del(struct loop *l, struct loop_watch *w)
 {
+	int i;
+
 	/* Fails only if the fd was never added or already closed: nothing to undo. */
 	(void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+	for (i = l->batch_i + 1; l->batch && i < l->batch_n; i++)
+		if (l->batch[i].data.ptr == w)
+			l->batch[i].data.ptr = NULL;
 }
 
 /* Timer heap, 1-based slots stored in the timer so stop is O(log n). */
@@ -347,10 +356,17 @@ loop_run(struct loop *l)
 			log_err("loop %u: epoll_wait: %s", l->id, strerror(errno));
 			return -1;
 		}
+		l->batch = evs;
+		l->batch_n = n;
 		for (i = 0; i < n; i++) {
 			struct loop_watch *w = evs[i].data.ptr;
-			w->cb(w, evs[i].events);
+
+			l->batch_i = i;
+			if (w != NULL)
+				w->cb(w, evs[i].events);
 		}
+		l->batch = NULL;
+		l->batch_n = 0;
 	}
 	/* Run what was posted before the stop so nobody waits on a lost post. */
 	loop_drain_posts(&l->wake, 0);

@@ -38,6 +38,9 @@ int		 loops_run(void);
 void		 loops_stop(void);	/* thread- and signal-safe */
 void		 loops_free(void);
 
+/* Add may be called for any loop from any thread (epoll is thread-safe);
+ * del only from the loop's own thread, so that a watch removed during a
+ * batch of events never gets a stale one (free it right after). */
 int	 loop_watch_add(struct loop *, struct loop_watch *, uint32_t events);
 int	 loop_watch_mod(struct loop *, struct loop_watch *, uint32_t events);
 void	 loop_watch_del(struct loop *, struct loop_watch *);

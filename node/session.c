@@ -47,6 +47,25 @@ session_unregister(struct session *s)
 	pthread_mutex_unlock(&registry_lock);
 }
 
+void
+session_set_identity(struct session *s, const char *tenant, const char *user)
+{
+	pthread_mutex_lock(&registry_lock);
+	if (tenant)
+		snprintf(s->tenant, sizeof(s->tenant), "%s", tenant);
+	if (user)
+		snprintf(s->user, sizeof(s->user), "%s", user);
+	pthread_mutex_unlock(&registry_lock);
+}
+
+void
+session_set_tls(struct session *s, const char *desc)
+{
+	pthread_mutex_lock(&registry_lock);
+	snprintf(s->tls, sizeof(s->tls), "%s", desc ? desc : "");
+	pthread_mutex_unlock(&registry_lock);
+}
+
 size_t
 sessions_count(void)
 {

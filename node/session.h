@@ -27,6 +27,11 @@ struct session {
 void	 session_register(struct session *);
 void	 session_unregister(struct session *);
 
+/* Set tenant and user (NULL leaves a field) under the registry's lock, so
+ * listings on other threads never read them half-written. */
+void	 session_set_identity(struct session *, const char *tenant, const char *user);
+void	 session_set_tls(struct session *, const char *desc);
+
 /* A copy of a session's public fields, safe to keep after it ends. */
 struct session_view {
 	uint64_t	id;

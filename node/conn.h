@@ -1,0 +1,69 @@
+/* conn: the client connections of the protocol services (smtp, imap, pop3,
+ * ...). A service's listening sockets are watched by every loop; the loop
+ * that accepts a connection runs it to its end. conn owns the socket, the
+ * optional TLS session (implicit or STARTTLS), bounded input and output
+ * buffers, the idle timeout and the session's registry entry; the protocol
+ * sees lines in and replies out through struct conn_ops. */
+#ifndef MAILNODE_CONN_H
+#define MAILNODE_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "buf.h"
+#include "service.h"
+#include "tls.h"
+
+struct conn;
+struct conn_listener;
+
+struct conn_ops {
+	/* A new session (after the TLS handshake with implicit TLS): greet.
+	 * Return -1 to refuse it (write the reply first, it is flushed). */
+	int	(*open)(struct conn *);
+	/* New bytes in conn_input(); consume what was handled. */
+	void	(*input)(struct conn *);
+	/* The STARTTLS handshake finished (not called for implicit TLS). */
+	void	(*tls_ready)(struct conn *);
+	/* Idle timeout or forced end (service stopped now, node stopping):
+	 * queue the protocol's goodbye; the connection closes after it. */
+	void	(*goodbye)(struct conn *, bool idle);
+	/* The connection is gone: free the protocol state. */
+	void	(*close)(struct conn *);
+	/* Written to connections over maxClients before closing them. */
+	const char *busy_reply;
+	/* Caps of the buffers (a protocol line or literal chunk must fit in). */
+	size_t	 max_input;
+};
+
+/* Serve s's listening sockets (already bound) with ops, on every loop.
+ * creds may be NULL when the service offers no TLS. */
+struct conn_listener *conn_listen(struct service *s, const struct conn_ops *ops,
+		    struct tls_creds *creds, bool implicit_tls, char *err, size_t errlen);
+/* Stop accepting at once (the port is free for a new bind when this
+ * returns); with drain, sessions finish on their own, otherwise each gets
+ * its goodbye. The listener frees itself when its last session ends. */
+void		 conn_listener_stop(struct conn_listener *, bool drain);
+
+struct buf	*conn_input(struct conn *);
+int		 conn_write(struct conn *, const void *, size_t);
+int		 conn_printf(struct conn *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+/* Close once the queued output is sent. */
+void		 conn_close(struct conn *);
+/* Switch to TLS once the queued output (the "go ahead" reply) is sent.
+ * Input already buffered is discarded, so nothing sent in clear before the
+ * handshake is taken as sent under TLS. -1 if the service has no TLS. */
+int		 conn_starttls(struct conn *);
+bool		 conn_tls_active(const struct conn *);
+bool		 conn_tls_available(const struct conn *);
+const char	*conn_sni(const struct conn *);
+void		*conn_proto(const struct conn *);
+void		 conn_set_proto(struct conn *, void *);
+struct service	*conn_service(const struct conn *);
+const char	*conn_peer(const struct conn *);
+uint64_t	 conn_id(const struct conn *);
+/* Who the session is, for listings (login, tenant attribution). */
+void		 conn_set_identity(struct conn *, const char *tenant, const char *user);
+
+#endif
