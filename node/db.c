@@ -139,7 +139,7 @@ MYSQL *
 db_connect(const struct db_conf *c, bool create_db, char *err, size_t errlen)
 {
 	MYSQL *m;
-	unsigned timeout = 5;
+	unsigned timeout = 5, io_timeout = 30;
 	char sql[160];
 
 	if ((m = mysql_init(NULL)) == NULL) {
@@ -147,6 +147,9 @@ db_connect(const struct db_conf *c, bool create_db, char *err, size_t errlen)
 		return NULL;
 	}
 	mysql_options(m, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+	/* A hung server fails the query instead of holding a worker forever. */
+	mysql_options(m, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
+	mysql_options(m, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
 	mysql_options(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
 	if (mysql_real_connect(m, c->socket ? NULL : (c->host ? c->host : "localhost"),
 	    c->user, c->password, NULL, c->port, c->socket,
@@ -317,8 +320,63 @@ db_pool_stop(void)
 	db_conf_free(&pool.conf);
 }
 
+void
+db_pool_mark_down(void)
+{
+	atomic_store(&pool.up, false);
+}
+
+static atomic_uint_fast64_t health_sent;	/* loop_now_ms() of the ping in flight, 0 if none */
+
 bool
 db_pool_up(void)
 {
+	uint64_t sent = atomic_load(&health_sent);
+
+	/* A ping that does not come back means a hung server. */
+	if (sent != 0 && loop_now_ms() - sent > 5000)
+		return false;
 	return atomic_load(&pool.up);
+}
+
+static struct loop_timer	health_timer;
+static unsigned			health_interval;
+
+static int
+health_job(MYSQL *m, void *arg)
+{
+	(void)arg;
+	if (mysql_query(m, "DO 1") != 0) {
+		atomic_store(&pool.up, false);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+health_done(void *arg, int result)
+{
+	(void)arg;
+	(void)result;
+	atomic_store(&health_sent, 0);
+}
+
+static void
+health_tick(struct loop_timer *t)
+{
+	/* One ping at a time: a hung server must not pile up jobs. */
+	if (atomic_load(&health_sent) == 0) {
+		atomic_store(&health_sent, loop_now_ms());
+		if (db_submit(health_job, health_done, NULL) == -1)
+			atomic_store(&health_sent, 0);
+	}
+	loop_timer_start(loop_current(), t, health_interval);
+}
+
+void
+db_pool_watch(unsigned interval_ms)
+{
+	health_interval = interval_ms;
+	health_timer.cb = health_tick;
+	loop_timer_start(loop_current(), &health_timer, interval_ms);
 }

@@ -37,5 +37,10 @@ int	 db_submit(db_job_fn, db_done_fn, void *arg);
 void	 db_pool_stop(void);
 /* Whether the last connection attempt or query succeeded. */
 bool	 db_pool_up(void);
+/* The embedded server died: report down until a query succeeds again. */
+void	 db_pool_mark_down(void);
+/* Ping the database every interval from the calling loop, so db_pool_up
+ * follows the server even when nothing else asks it anything. */
+void	 db_pool_watch(unsigned interval_ms);
 
 #endif

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "loop.h"
 
 struct db_embedded {
 	char	datadir[PATH_MAX];
@@ -25,7 +26,9 @@ struct db_embedded {
 	char	logfile[PATH_MAX];
 	pid_t	pid;
 	bool	stopping;
-	int	restarts;
+	int	restarts;		/* in a row, without a minute of uptime */
+	time_t	spawned;
+	struct loop_timer respawn;	/* on loop 0 */
 };
 
 static const char *const install_db_paths[] = {
@@ -142,6 +145,7 @@ db_embedded_spawn(struct db_embedded *e, char *err, size_t errlen)
 	    "--innodb-flush-log-at-trx-commit=1", "--max-connections=500",
 	    "--skip-log-bin", getuid() == 0 ? "--user=root" : NULL, NULL };
 
+	e->spawned = time(NULL);
 	if ((e->pid = fork()) == -1) {
 		snprintf(err, errlen, "fork: %s", strerror(errno));
 		return -1;
@@ -277,24 +281,45 @@ db_embedded_pid(const struct db_embedded *e)
 	return e->pid;
 }
 
+static void
+db_embedded_respawn(struct loop_timer *t)
+{
+	struct db_embedded *e = t->arg;
+	char err[512];
+
+	if (e->stopping || e->pid > 0)
+		return;
+	log_info("restarting embedded MariaDB (attempt %d)", e->restarts);
+	if (db_embedded_spawn(e, err, sizeof(err)) == -1) {
+		log_err("embedded MariaDB not restarted: %s", err);
+		loop_timer_start(loops_get(0), &e->respawn, 30000);
+	}
+}
+
 bool
 db_embedded_reap(struct db_embedded *e, pid_t pid, int status)
 {
-	char err[512];
+	unsigned delay;
 
 	if (pid != e->pid)
 		return false;
 	e->pid = -1;
 	if (e->stopping)
 		return true;
-	log_err("embedded MariaDB exited (%s %d); restarting it",
+	/* A server that ran for a minute starts the backoff afresh. */
+	if (time(NULL) - e->spawned >= 60)
+		e->restarts = 0;
+	e->restarts++;
+	db_pool_mark_down();
+	delay = e->restarts >= 6 ? 30000 : 500u << (e->restarts - 1);
+	log_err("embedded MariaDB exited (%s %d); restarting it in %u ms; see %s",
 	    WIFEXITED(status) ? "status" : "signal",
-	    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+	    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), delay, e->logfile);
 	/* The database workers reconnect on their own once it answers; the
 	 * services give temporary failures meanwhile. */
-	if (++e->restarts > 1000 || db_embedded_spawn(e, err, sizeof(err)) == -1)
-		log_err("embedded MariaDB not restarted: %s", e->restarts > 1000 ?
-		    "too many restarts" : err);
+	e->respawn.cb = db_embedded_respawn;
+	e->respawn.arg = e;
+	loop_timer_start(loops_get(0), &e->respawn, delay);
 	return true;
 }
 
@@ -306,6 +331,8 @@ db_embedded_stop(struct db_embedded *e)
 	if (e == NULL)
 		return;
 	e->stopping = true;
+	if (loop_timer_armed(&e->respawn) && loops_get(0) != NULL)
+		loop_timer_stop(loops_get(0), &e->respawn);
 	if (e->pid > 0) {
 		kill(e->pid, SIGTERM);
 		for (i = 0; i < 600; i++) {

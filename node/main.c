@@ -289,6 +289,7 @@ main(int argc, char **argv)
 		goto fail;
 	}
 	pool_ready = true;
+	db_pool_watch(2000);
 
 	snprintf(path, sizeof(path), "%s/run/control.sock", o.state_dir);
 	if (control_start(path, err, sizeof(err)) == -1)

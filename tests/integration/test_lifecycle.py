@@ -168,3 +168,26 @@ def test_run_up_serves_and_ctrl_c_stops_everything(tmp_path):
     assert not port_open(2080 + off)
     assert not os.path.exists(os.path.join(datadir, "..", "..", "run", "control.sock"))
     assert rc in (0, 130), out
+
+
+def test_mariadb_crash_is_seen_and_recovered(fresh_state):
+    n = Node(fresh_state, free_offset()).start()
+    try:
+        pids = n.mariadb_pids()
+        assert len(pids) == 1
+        os.kill(pids[0], signal.SIGKILL)
+
+        def db_status():
+            return n.ctl_yaml("status")[0]["node"]["database"]["status"]
+        # The NOC sees the outage, the node keeps answering, then recovers on its own.
+        assert wait_until(lambda: db_status() == "down", timeout=15), n.log_text()[-3000:]
+        assert wait_until(lambda: db_status() == "up", timeout=60), n.log_text()[-3000:]
+        new = n.mariadb_pids()
+        assert len(new) == 1 and new != pids
+        assert "embedded MariaDB exited" in n.log_text()
+        # Writes work again through the reconnected workers.
+        n.ctl("service", "stop", "http")
+        assert wait_until(lambda: n.sql("SELECT state FROM services WHERE name='http'") == [["stopped"]])
+    finally:
+        assert n.stop() == 0
+        assert n.mariadb_pids() == []
