@@ -73,9 +73,9 @@ db_conf_parse(const char *dsn, struct db_conf *c, char *err, size_t errlen)
 	colon = memchr(p, ':', (size_t)(hostend - p));
 	if (colon) {
 		char *end;
-		long port = strtol(colon + 1, &end, 10);
+		long port = (colon[1] >= '0' && colon[1] <= '9') ? strtol(colon + 1, &end, 10) : 0;
 
-		if (end != hostend || port < 1 || port > 65535) {
+		if (port == 0 || end != hostend || port < 1 || port > 65535) {
 			snprintf(err, errlen, "database DSN: bad port");
 			goto fail;
 		}

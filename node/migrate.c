@@ -110,7 +110,8 @@ migrate_scan(const char *dir, struct migration **out, size_t *n, char *err, size
 	}
 	closedir(d);
 	d = NULL;
-	qsort(list, count, sizeof(*list), cmp_migration);
+	if (count > 1)
+		qsort(list, count, sizeof(*list), cmp_migration);
 	for (i = 1; i < count; i++)
 		if (list[i].version == list[i - 1].version) {
 			snprintf(err, errlen, "migrations %s and %s have the same version %u",

@@ -112,6 +112,13 @@ parse_addrlist(const struct setting_def *def, const char *text,
 			snprintf(err, errlen, "%s: '%s' is not an IPv4 or IPv6 address", def->key, one);
 			return -1;
 		}
+		/* The second bind() of one address would fail at start: say so now. */
+		for (unsigned k = 0; k < n; k++)
+			if (list[k].family == list[n].family &&
+			    memcmp(list[k].bytes, list[n].bytes, sizeof(list[n].bytes)) == 0) {
+				snprintf(err, errlen, "%s: '%s' is listed twice", def->key, one);
+				return -1;
+			}
 		n++;
 		p += len;
 	}

@@ -8,6 +8,8 @@
 
 struct builder {
 	yaml_parser_t	  parser;
+	const char	 *input;	/* for positions of reader (encoding) errors */
+	size_t		  inputlen;
 	size_t		  nodes;
 	char		 *err;
 	size_t		  errlen;
@@ -98,6 +100,29 @@ next_event(struct builder *b, yaml_event_t *ev)
 			snprintf(what, sizeof(what), "%s %s", problem, b->parser.context);
 		else
 			snprintf(what, sizeof(what), "%s", problem);
+		if (b->parser.error == YAML_READER_ERROR) {
+			/* The reader gives only a byte offset: count lines up to it. */
+			yaml_mark_t m = { 0 };
+			size_t i, off = b->parser.problem_offset;
+
+			/* A broken sequence is reported at its bad trailing byte;
+			 * point at the sequence's first byte instead. */
+			if (strstr(problem, "trailing") != NULL && off <= b->inputlen) {
+				while (off > 0 && ((unsigned char)b->input[off - 1] & 0xc0) == 0x80)
+					off--;
+				if (off > 0 && (unsigned char)b->input[off - 1] >= 0xc0)
+					off--;
+			}
+
+			for (i = 0; i < off && i < b->inputlen; i++) {
+				if (b->input[i] == '\n') {
+					m.line++;
+					m.column = 0;
+				} else if (((unsigned char)b->input[i] & 0xc0) != 0x80)
+					m.column++;
+			}
+			return fail_at(b, &m, what);
+		}
 		return fail_at(b, &b->parser.problem_mark, what);
 	}
 	return 0;
@@ -218,7 +243,7 @@ int
 ydoc_parse(const char *data, size_t len, struct ydoc_stream **out,
     char *err, size_t errlen)
 {
-	struct builder b = { .err = err, .errlen = errlen };
+	struct builder b = { .err = err, .errlen = errlen, .input = data, .inputlen = len };
 	struct ydoc_stream *s;
 	size_t cap = 0;
 	bool done = false;
@@ -233,7 +258,8 @@ ydoc_parse(const char *data, size_t len, struct ydoc_stream **out,
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	yaml_parser_set_input_string(&b.parser, (const unsigned char *)data, len);
+	/* libyaml asserts on a NULL input even when it is empty. */
+	yaml_parser_set_input_string(&b.parser, (const unsigned char *)(data ? data : ""), data ? len : 0);
 	while (!done) {
 		yaml_event_t ev;
 		struct ydoc_node *root = NULL;
