@@ -10,6 +10,7 @@
 #include "db.h"
 #include "service.h"
 #include "session.h"
+#include "prov_api.h"
 #include "yamlw.h"
 
 #define API_VERSION	"mailnode/v1"
@@ -28,6 +29,11 @@ api_parse_request_line(struct api_request *r, const char *line, size_t len)
 	const char *sp, *q, *end = line + len;
 	size_t plen;
 
+	/* No control byte (NUL included) anywhere: fields are C strings and
+	 * end up in logs and answers. */
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+			return -1;
 	if ((sp = memchr(line, ' ', len)) == NULL || sp == line ||
 	    (size_t)(sp - line) >= sizeof(r->method))
 		return -1;
@@ -88,12 +94,14 @@ finish(struct api_request *r, int status)
 	r->reply(r);
 }
 
-static void
-reply_error(struct api_request *r, int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+void
+api_reply(struct api_request *r, int status)
+{
+	finish(r, status);
+}
 
-static void
-reply_error(struct api_request *r, int status, const char *fmt, ...)
+void
+api_reply_error(struct api_request *r, int status, const char *fmt, ...)
 {
 	struct yamlw w;
 	char msg[1024];
@@ -118,6 +126,23 @@ reply_error(struct api_request *r, int status, const char *fmt, ...)
 	finish(r, status);
 }
 
+/* A field kept as canonical JSON, written as YAML. */
+static void
+write_json_field(struct yamlw *w, const char *key, const char *json)
+{
+	struct ydoc_stream *st = NULL;
+	char err[128];
+
+	if (json == NULL || ydoc_parse(json, strlen(json), &st, err, sizeof(err)) == -1 ||
+	    st->ndocs == 0) {
+		ydoc_free(st);
+		return;
+	}
+	yamlw_str(w, key);
+	yamlw_node(w, st->docs[0]);
+	ydoc_free(st);
+}
+
 static void
 write_service(struct yamlw *w, struct service *s)
 {
@@ -135,6 +160,9 @@ write_service(struct yamlw *w, struct service *s)
 
 	yamlw_str(w, "spec");
 	yamlw_map(w);
+	yamlw_kstr(w, "state", s->want_running ? "running" : "stopped");
+	write_json_field(w, "access", s->access);
+	write_json_field(w, "connections", s->connections);
 	for (i = 0; i < settings_ndefs; i++) {
 		const struct setting_def *d = &settings_defs[i];
 		struct buf v;
@@ -198,7 +226,7 @@ reply_services(struct api_request *r, struct service *only, int status)
 			write_service(&w, s);
 	}
 	if (yamlw_end(&w) == -1) {
-		reply_error(r, 500, "could not write the answer");
+		api_reply_error(r, 500, "could not write the answer");
 		return;
 	}
 	finish(r, status);
@@ -249,7 +277,7 @@ reply_status(struct api_request *r)
 	yamlw_seq_end(&w);
 	yamlw_map_end(&w);
 	if (yamlw_end(&w) == -1) {
-		reply_error(r, 500, "could not write the answer");
+		api_reply_error(r, 500, "could not write the answer");
 		return;
 	}
 	finish(r, 200);
@@ -266,13 +294,13 @@ reply_sessions(struct api_request *r)
 
 	if (api_query_get(r->query, "service", service, sizeof(service)) == 0) {
 		if (service_find(service) == NULL) {
-			reply_error(r, 404, "no service named '%s'", service);
+			api_reply_error(r, 404, "no service named '%s'", service);
 			return;
 		}
 		filter = service;
 	}
 	if (sessions_snapshot(filter, &v, &n) == -1) {
-		reply_error(r, 500, "out of memory");
+		api_reply_error(r, 500, "out of memory");
 		return;
 	}
 	buf_reset(&r->out);
@@ -300,7 +328,7 @@ reply_sessions(struct api_request *r)
 	yamlw_map_end(&w);
 	free(v);
 	if (yamlw_end(&w) == -1) {
-		reply_error(r, 500, "could not write the answer");
+		api_reply_error(r, 500, "could not write the answer");
 		return;
 	}
 	finish(r, 200);
@@ -324,13 +352,13 @@ service_action(struct api_request *r, struct service *s, const char *action)
 	} else if (strcmp(action, "restart") == 0)
 		rc = service_restart(s, err, sizeof(err));
 	else {
-		reply_error(r, 404, "unknown action '%s': use start, stop or restart", action);
+		api_reply_error(r, 404, "unknown action '%s': use start, stop or restart", action);
 		return;
 	}
 	if (rc == -1) {
 		/* A refused request (admin, no handler) is a conflict; a failed
 		 * start is the server's trouble. */
-		reply_error(r, s->state == SERVICE_FAILED ? 500 : 409, "%s", err);
+		api_reply_error(r, s->state == SERVICE_FAILED ? 500 : 409, "%s", err);
 		return;
 	}
 	reply_services(r, s, 200);
@@ -343,6 +371,14 @@ api_handle(struct api_request *r)
 	bool get = strcmp(r->method, "GET") == 0, post = strcmp(r->method, "POST") == 0;
 
 	buf_init(&r->out, 0);
+	/* Services are the node's own: a tenant-limited token cannot see them. */
+	if (r->scope[0] && (strncmp(p, "/v1/services", 12) == 0 || strcmp(p, "/v1/status") == 0 ||
+	    strcmp(p, "/v1/sessions") == 0)) {
+		api_reply_error(r, 403, "this token is limited to tenant '%s'", r->scope);
+		return;
+	}
+	if (prov_api_handle(r))
+		return;
 	if (strcmp(p, "/v1/status") == 0) {
 		if (!get)
 			goto method;
@@ -368,13 +404,13 @@ api_handle(struct api_request *r)
 		struct service *s;
 
 		if (nlen == 0 || nlen >= sizeof(name)) {
-			reply_error(r, 404, "no such service");
+			api_reply_error(r, 404, "no such service");
 			return;
 		}
 		memcpy(name, rest, nlen);
 		name[nlen] = '\0';
 		if ((s = service_find(name)) == NULL) {
-			reply_error(r, 404, "no service named '%s'", name);
+			api_reply_error(r, 404, "no service named '%s'", name);
 			return;
 		}
 		if (slash == NULL) {
@@ -388,8 +424,8 @@ api_handle(struct api_request *r)
 		service_action(r, s, slash + 1);
 		return;
 	}
-	reply_error(r, 404, "no such resource: %s", p);
+	api_reply_error(r, 404, "no such resource: %s", p);
 	return;
 method:
-	reply_error(r, 405, "%s is not allowed on %s", r->method, p);
+	api_reply_error(r, 405, "%s is not allowed on %s", r->method, p);
 }

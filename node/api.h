@@ -15,6 +15,11 @@ struct api_request {
 	char	  path[256];
 	char	  query[256];
 	struct buf *body;
+	const char *accept;	/* "application/json" for JSON answers, else YAML */
+	/* Who asks: the control socket is the node's own admin (everything);
+	 * an admin API token may be limited to one tenant. */
+	bool	  local;
+	char	  scope[64];	/* tenant the caller is limited to; "" for all */
 	/* Filled by the handler. */
 	int	  status;
 	struct buf out;
@@ -37,6 +42,11 @@ void	 api_set_node_info(const struct api_node_info *);
 int	 api_parse_request_line(struct api_request *, const char *line, size_t len);
 /* Handle the request; calls req->reply exactly once (maybe later). */
 void	 api_handle(struct api_request *);
+/* Answer with an Error document. */
+void	 api_reply_error(struct api_request *, int status, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+/* Answer with r->out as it is. */
+void	 api_reply(struct api_request *, int status);
 /* Value of key in "a=1&b=2"; -1 when absent. */
 int	 api_query_get(const char *query, const char *key, char *out, size_t outlen);
 

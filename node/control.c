@@ -112,6 +112,7 @@ conn_request(struct control_conn *c)
 	}
 	buf_consume(&c->in, eol);
 	r->body = &c->in;
+	r->local = true;	/* the socket is 0600: the node's own admin */
 	r->reply = control_reply;
 	r->transport = c;
 	c->req = r;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "apply.h"
 #include "control.h"
 #include "db.h"
 #include "db_embedded.h"
@@ -25,6 +26,7 @@
 #include "service.h"
 #include "service_store.h"
 #include "settings.h"
+#include "svc_admin.h"
 #include "svc_http.h"
 #include "tls.h"
 
@@ -270,9 +272,20 @@ main(int argc, char **argv)
 	if (watch_signals(err, sizeof(err)) == -1)
 		goto fail;
 
+	snprintf(path, sizeof(path), "%s/mailnode-v1.schema.yaml", o.schema_dir);
+	if (apply_init(path, err, sizeof(err)) == -1)
+		goto fail;
 	snprintf(path, sizeof(path), "%s/tls", o.state_dir);
 	if (tls_dev_certs_ensure(path, err, sizeof(err)) == -1)
 		goto fail;
+	{
+		char cert[PATH_MAX + 16], key[PATH_MAX + 16];
+
+		snprintf(cert, sizeof(cert), "%s/server.pem", path);
+		snprintf(key, sizeof(key), "%s/server-key.pem", path);
+		if (svc_admin_load_tls(cert, key, err, sizeof(err)) == -1)
+			goto fail;
+	}
 
 	if (o.database != NULL) {
 		if (db_conf_parse(o.database, &conf, err, sizeof(err)) == -1)
@@ -282,6 +295,7 @@ main(int argc, char **argv)
 
 	services_init(o.dev, o.port_offset, service_store_save_state);
 	service_set_handler("http", &svc_http_redirect);
+	service_set_handler("admin", &svc_admin_api);
 	if (prepare_database(&conf, o.schema_dir, err, sizeof(err)) == -1)
 		goto fail;
 	if (db_pool_start(&conf, 2) == -1) {
@@ -323,5 +337,7 @@ out:
 		loops_free();
 	db_embedded_stop(embedded);
 	db_conf_free(&conf);
+	apply_fini();
+	svc_admin_free_tls();
 	return rc;
 }

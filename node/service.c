@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -209,6 +210,7 @@ service_start(struct service *s, char *err, size_t errlen)
 
 	if (s->state == SERVICE_RUNNING || s->state == SERVICE_STARTING)
 		return 0;
+	s->want_running = true;
 	if (s->handler == NULL) {
 		snprintf(err, errlen, "service %s cannot start: this build has no "
 		    "protocol handler for it yet (it comes with %s)", s->def->name,
@@ -238,6 +240,7 @@ service_stop(struct service *s, bool drain, char *err, size_t errlen)
 		    "managed through it", s->def->name);
 		return -1;
 	}
+	s->want_running = false;
 	if (s->state == SERVICE_STOPPED)
 		return 0;
 	if (s->state == SERVICE_FAILED) {
@@ -275,6 +278,7 @@ services_autostart(void)
 		struct service *s = &services[i];
 		char err[512];
 
+		s->want_running = s->settings.auto_start || !s->def->stoppable;
 		if (!s->settings.auto_start && s->def->stoppable) {
 			snprintf(s->reason, sizeof(s->reason), "autoStart is off");
 			continue;
@@ -302,6 +306,20 @@ services_stop_all(void)
 			s->nlisten = 0;
 			s->state = SERVICE_STOPPED;
 		}
+	}
+}
+
+void
+service_set_rules(struct service *s, const char *access, const char *connections,
+    bool keep_access, bool keep_connections)
+{
+	if (!keep_access) {
+		free(s->access);
+		s->access = access ? strdup(access) : NULL;
+	}
+	if (!keep_connections) {
+		free(s->connections);
+		s->connections = connections ? strdup(connections) : NULL;
 	}
 }
 

@@ -63,6 +63,9 @@ struct service {
 	unsigned			 nlisten;
 	struct service_counters		 counters;
 	void				*impl;		/* the handler's own state */
+	bool				 want_running;	/* desired state: spec.state */
+	char				*access;	/* rules as canonical JSON, NULL: open */
+	char				*connections;	/* limits as canonical JSON, NULL: none */
 };
 
 /* Called after every state change, e.g. to persist it or notify SNMP. */
@@ -88,6 +91,11 @@ void	 services_stop_all(void);
 
 /* Markdown table of the services and their default settings (docs). */
 int	 services_doc_markdown(struct buf *);
+
+/* Replace the access rules and/or connection limits (canonical JSON or
+ * NULL); set_* says which of the two to replace. */
+void	 service_set_rules(struct service *, const char *access, const char *connections,
+	    bool keep_access, bool keep_connections);
 
 /* Counting for the handlers. */
 void	 service_conn_opened(struct service *);

@@ -9,6 +9,31 @@
 #include "log.h"
 #include "service.h"
 
+/* A row's settings, each through its definition so a bad stored value is
+ * caught (and the value before it kept) rather than used. */
+static void
+row_settings(const char *name, bool listener, MYSQL_ROW row, MYSQL_FIELD *fields,
+    unsigned nfields, struct service_settings *out)
+{
+	unsigned i;
+	size_t k;
+
+	for (i = 0; i < nfields; i++) {
+		for (k = 0; k < settings_ndefs; k++) {
+			const struct setting_def *d = &settings_defs[k];
+			char why[256];
+
+			if (strcmp(fields[i].name, d->column) != 0 || row[i] == NULL)
+				continue;
+			if (d->listener_only && !listener)
+				continue;
+			if (settings_parse(d, row[i], out, why, sizeof(why)) == -1)
+				log_err("service %s: stored %s is invalid, earlier value kept: %s",
+				    name, d->key, why);
+		}
+	}
+}
+
 /* Insert the defaults of a service that has no row yet. */
 static int
 insert_defaults(MYSQL *m, struct service *s, char *err, size_t errlen)
@@ -60,34 +85,143 @@ service_store_load(MYSQL *m, char *err, size_t errlen)
 	fields = mysql_fetch_fields(res);
 	while ((row = mysql_fetch_row(res)) != NULL) {
 		struct service *s = NULL;
-		struct service_settings next;
 
 		for (i = 0; i < nfields; i++)
 			if (strcmp(fields[i].name, "name") == 0 && row[i])
 				s = service_find(row[i]);
 		if (s == NULL)
 			continue;	/* a service a newer node knows */
-		next = s->settings;
-		/* Every setting comes through its definition, so a bad value in
-		 * the table is caught here rather than used. */
+		row_settings(s->def->name, service_has_listener(s), row, fields, nfields, &s->settings);
 		for (i = 0; i < nfields; i++) {
-			for (k = 0; k < settings_ndefs; k++) {
-				const struct setting_def *d = &settings_defs[k];
-				char why[256];
-
-				if (strcmp(fields[i].name, d->column) != 0 || row[i] == NULL)
-					continue;
-				if (d->listener_only && !service_has_listener(s))
-					continue;
-				if (settings_parse(d, row[i], &next, why, sizeof(why)) == -1)
-					log_err("service %s: stored %s is invalid, default kept: %s",
-					    s->def->name, d->key, why);
-			}
+			if (strcmp(fields[i].name, "access") == 0)
+				service_set_rules(s, row[i], NULL, false, true);
+			else if (strcmp(fields[i].name, "connections") == 0)
+				service_set_rules(s, NULL, row[i], true, false);
 		}
-		s->settings = next;
+	}
+	mysql_free_result(res);
+	(void)k;
+	return 0;
+}
+
+int
+service_store_read(MYSQL *m, const char *name, struct service_row *r, char *err, size_t errlen)
+{
+	struct service *s = service_find(name);
+	char sql[128];
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+	MYSQL_FIELD *fields;
+	unsigned nfields, i;
+
+	memset(r, 0, sizeof(*r));
+	if (s == NULL) {
+		snprintf(err, errlen, "no service named '%s'", name);
+		return -1;
+	}
+	/* Names are checked against our own list above: safe in SQL. */
+	snprintf(sql, sizeof(sql), "SELECT * FROM services WHERE name = '%s'", s->def->name);
+	if (mysql_query(m, sql) != 0 || (res = mysql_store_result(m)) == NULL) {
+		snprintf(err, errlen, "reading service %s: %s", name, mysql_error(m));
+		return -1;
+	}
+	if ((row = mysql_fetch_row(res)) == NULL) {
+		mysql_free_result(res);
+		snprintf(err, errlen, "service %s has no row", name);
+		return -1;
+	}
+	nfields = mysql_num_fields(res);
+	fields = mysql_fetch_fields(res);
+	row_settings(name, service_has_listener(s), row, fields, nfields, &r->settings);
+	for (i = 0; i < nfields; i++) {
+		if (row[i] == NULL)
+			continue;
+		if (strcmp(fields[i].name, "state") == 0)
+			r->running = strcmp(row[i], "running") == 0;
+		else if (strcmp(fields[i].name, "access") == 0)
+			r->access = strdup(row[i]);
+		else if (strcmp(fields[i].name, "connections") == 0)
+			r->connections = strdup(row[i]);
 	}
 	mysql_free_result(res);
 	return 0;
+}
+
+static int
+quote_or_null(MYSQL *m, struct buf *b, const char *s)
+{
+	size_t n;
+
+	if (s == NULL)
+		return buf_puts(b, "NULL");
+	n = strlen(s);
+	if (buf_puts(b, "'") == -1 || buf_reserve(b, 2 * n + 1) == -1)
+		return -1;
+	b->len += mysql_real_escape_string(m, b->data + b->len, s, (unsigned long)n);
+	return buf_puts(b, "'");
+}
+
+int
+service_store_write(MYSQL *m, const char *name, const struct service_row *r, char *err, size_t errlen)
+{
+	struct service *s = service_find(name);
+	struct buf q, v;
+	size_t k;
+	int rc = -1;
+
+	if (s == NULL) {
+		snprintf(err, errlen, "no service named '%s'", name);
+		return -1;
+	}
+	buf_init(&q, 0);
+	buf_init(&v, 0);
+	if (buf_printf(&q, "UPDATE services SET state = '%s'", r->running ? "running" : "stopped") == -1)
+		goto nomem;
+	for (k = 0; k < settings_ndefs; k++) {
+		const struct setting_def *d = &settings_defs[k];
+
+		if (d->listener_only && !service_has_listener(s))
+			continue;
+		buf_reset(&v);
+		if (settings_format(d, &r->settings, &v) == -1 ||
+		    buf_printf(&q, ", %s = ", d->column) == -1)
+			goto nomem;
+		/* Durations are stored as seconds, booleans as 0/1. */
+		if (d->type == SETTING_DURATION)
+			rc = buf_printf(&q, "%u", *(const uint32_t *)((const char *)&r->settings + d->offset));
+		else if (d->type == SETTING_BOOL)
+			rc = buf_puts(&q, strcmp(buf_cstr(&v), "true") == 0 ? "1" : "0");
+		else
+			rc = quote_or_null(m, &q, buf_cstr(&v));
+		if (rc == -1)
+			goto nomem;
+		rc = -1;
+	}
+	if (buf_puts(&q, ", access = ") == -1 || quote_or_null(m, &q, r->access) == -1 ||
+	    buf_puts(&q, ", connections = ") == -1 || quote_or_null(m, &q, r->connections) == -1 ||
+	    buf_printf(&q, " WHERE name = '%s'", s->def->name) == -1)
+		goto nomem;
+	if (mysql_real_query(m, buf_data(&q), buf_len(&q)) != 0) {
+		snprintf(err, errlen, "writing service %s: %s", name, mysql_error(m));
+		goto done;
+	}
+	rc = 0;
+	goto done;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	rc = -1;
+done:
+	buf_free(&q);
+	buf_free(&v);
+	return rc;
+}
+
+void
+service_row_free(struct service_row *r)
+{
+	free(r->access);
+	free(r->connections);
+	r->access = r->connections = NULL;
 }
 
 struct save_state {
@@ -122,13 +256,14 @@ service_store_save_state(struct service *s)
 {
 	struct save_state *st;
 
-	if (s->state != SERVICE_RUNNING && s->state != SERVICE_STOPPED)
+	if (s->state != SERVICE_RUNNING && s->state != SERVICE_STOPPED &&
+	    s->state != SERVICE_FAILED)
 		return;
 	if ((st = calloc(1, sizeof(*st))) == NULL)
 		return;
 	/* Service names are our own constants: safe to put in SQL as they are. */
 	snprintf(st->name, sizeof(st->name), "%s", s->def->name);
-	st->running = s->state == SERVICE_RUNNING;
+	st->running = s->want_running;
 	if (db_submit(save_state_job, save_state_done, st) == -1)
 		free(st);
 }

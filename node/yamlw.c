@@ -215,3 +215,36 @@ yamlw_ktime(struct yamlw *w, const char *k, int64_t epoch)
 		snprintf(b, sizeof(b), "%" PRId64, epoch);
 	yamlw_kstr(w, k, b);
 }
+
+void
+yamlw_node(struct yamlw *w, const struct ydoc_node *n)
+{
+	size_t i;
+
+	if (n == NULL) {
+		yamlw_null(w);
+		return;
+	}
+	switch (n->type) {
+	case YDOC_SCALAR:
+		if (n->plain)
+			scalar(w, n->str, YAML_PLAIN_SCALAR_STYLE);
+		else
+			yamlw_str(w, n->str);
+		return;
+	case YDOC_SEQ:
+		yamlw_seq(w);
+		for (i = 0; i < n->n; i++)
+			yamlw_node(w, n->items[i]);
+		yamlw_seq_end(w);
+		return;
+	case YDOC_MAP:
+		yamlw_map(w);
+		for (i = 0; i < n->n; i++) {
+			yamlw_str(w, n->items[2 * i]->str);
+			yamlw_node(w, n->items[2 * i + 1]);
+		}
+		yamlw_map_end(w);
+		return;
+	}
+}

@@ -8,6 +8,7 @@
 #include <yaml.h>
 
 #include "buf.h"
+#include "ydoc.h"
 
 struct yamlw {
 	yaml_emitter_t	 em;
@@ -35,6 +36,8 @@ void	 yamlw_null(struct yamlw *);
 void	 yamlw_kstr(struct yamlw *, const char *key, const char *val);
 void	 yamlw_ku64(struct yamlw *, const char *key, uint64_t);
 void	 yamlw_kbool(struct yamlw *, const char *key, bool);
+/* A tree read by ydoc (plain scalars stay plain: numbers, booleans, null). */
+void	 yamlw_node(struct yamlw *, const struct ydoc_node *);
 /* ISO 8601 UTC timestamp. */
 void	 yamlw_ktime(struct yamlw *, const char *key, int64_t epoch);
 

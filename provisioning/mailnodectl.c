@@ -34,13 +34,21 @@ usage(void)
 	    "  service stop NAME [--now]      stop accepting; --now also ends its sessions\n"
 	    "  service restart NAME           stop (draining) and start again\n"
 	    "  sessions [--service NAME]      live sessions\n"
+	    "  apply -f FILE [--dry-run]      apply a YAML stream (- for standard input)\n"
+	    "  get KIND [NAME] [--tenant T]   stored documents: tenants, domains, mailboxes,\n"
+	    "                                 aliases, services\n"
+	    "  delete KIND NAME [--purge]     delete; --purge also removes the mail it holds\n"
+	    "  passwd ADDRESS                 set a mailbox password (read from standard input)\n"
+	    "  token create [--tenant T] [--description D]\n"
+	    "                                 an admin API token (shown once)\n"
 	    "The socket defaults to $MAILNODE_CONTROL or ./var/run/control.sock.\n");
 	exit(EXIT_USAGE);
 }
 
-/* One round trip; fills status and body. */
+/* One round trip; sends payload (may be NULL), fills status and body. */
 static int
-request(const char *method, const char *path, int *status, struct buf *body)
+request(const char *method, const char *path, const struct buf *payload, int *status,
+    struct buf *body)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	struct buf out, in;
@@ -63,7 +71,8 @@ request(const char *method, const char *path, int *status, struct buf *body)
 		rc = -2;
 		goto done;
 	}
-	if (buf_printf(&out, "%s %s\n", method, path) == -1)
+	if (buf_printf(&out, "%s %s\n", method, path) == -1 ||
+	    (payload && buf_append(&out, buf_data(payload), buf_len(payload)) == -1))
 		goto done;
 	while (buf_len(&out) > 0)
 		if (buf_write_fd(&out, fd) == -1) {
@@ -185,6 +194,145 @@ print_sessions(const struct ydoc_stream *st)
 	}
 }
 
+/* Names on the command line go into a request path: keep them plain. */
+static bool
+valid_word(const char *s)
+{
+	if (*s == '\0' || strlen(s) > 254)
+		return false;
+	for (; *s; s++)
+		if ((unsigned char)*s <= ' ' || strchr("/?&%#", *s) != NULL)
+			return false;
+	return true;
+}
+
+static void
+url_encode(struct buf *b, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    strchr("-_.~@", c))
+			buf_append(b, s, 1);
+		else
+			buf_printf(b, "%%%02X", c);
+	}
+}
+
+static int
+read_input(const char *file, struct buf *b)
+{
+	FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
+	char chunk[65536];
+	size_t n;
+
+	if (f == NULL) {
+		fprintf(stderr, "mailnodectl: %s: %s\n", file, strerror(errno));
+		return -1;
+	}
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		if (buf_append(b, chunk, n) == -1) {
+			fprintf(stderr, "mailnodectl: %s: larger than 64 MiB\n", file);
+			if (f != stdin)
+				fclose(f);
+			return -1;
+		}
+	if (f != stdin)
+		fclose(f);
+	return 0;
+}
+
+/* The new password from standard input (one line), sent as YAML. */
+static int
+read_password(struct buf *b)
+{
+	char line[1100];
+	size_t n;
+
+	if (isatty(0))
+		fprintf(stderr, "new password: ");
+	if (fgets(line, sizeof(line), stdin) == NULL) {
+		fprintf(stderr, "mailnodectl: no password on standard input\n");
+		return -1;
+	}
+	n = strcspn(line, "\r\n");
+	line[n] = '\0';
+	if (n < 8) {
+		fprintf(stderr, "mailnodectl: a password has at least 8 characters\n");
+		explicit_bzero(line, sizeof(line));
+		return -1;
+	}
+	if (buf_puts(b, "password: ") == -1 || buf_append(b, "\"", 1) == -1) {
+		explicit_bzero(line, sizeof(line));
+		return -1;
+	}
+	/* A double-quoted YAML scalar: escape what would end or bend it. */
+	for (size_t i = 0; i < n; i++) {
+		if ((line[i] == '"' || line[i] == '\\') && buf_append(b, "\\", 1) == -1)
+			break;
+		if (buf_append(b, &line[i], 1) == -1)
+			break;
+	}
+	explicit_bzero(line, sizeof(line));
+	return buf_puts(b, "\"\n");
+}
+
+static void
+print_message(const struct ydoc_stream *st)
+{
+	const struct ydoc_node *d = st->ndocs ? st->docs[0] : NULL;
+	const char *kind = get_str(d, "kind");
+
+	if (strcmp(kind, "Token") == 0)
+		printf("%s\n(tenant %s; shown once: store it now)\n", get_str(d, "token"),
+		    get_str(d, "tenant"));
+	else if (strcmp(kind, "DeleteResult") == 0)
+		printf("deleted %s %s (%s messages purged)\n", get_str(d, "deleted"),
+		    get_str(d, "name"), get_str(d, "messagesPurged"));
+	else if (strcmp(kind, "PasswordResult") == 0)
+		printf("password of %s set (%s)\n", get_str(d, "mailbox"), get_str(d, "scheme"));
+}
+
+static void
+print_apply(const struct ydoc_stream *st)
+{
+	const struct ydoc_node *d = st->ndocs ? st->docs[0] : NULL;
+	const struct ydoc_node *res = ydoc_get(d, "results"), *errs = ydoc_get(d, "errors");
+	size_t i, j;
+
+	for (i = 0; errs && errs->type == YDOC_SEQ && i < errs->n; i++) {
+		const struct ydoc_node *e = errs->items[i];
+
+		fprintf(stderr, "error: ");
+		if (*get_str(e, "document"))
+			fprintf(stderr, "document %s", get_str(e, "document"));
+		if (*get_str(e, "kind"))
+			fprintf(stderr, " (%s %s)", get_str(e, "kind"), get_str(e, "name"));
+		if (*get_str(e, "line"))
+			fprintf(stderr, " at line %s, column %s", get_str(e, "line"), get_str(e, "column"));
+		if (*get_str(e, "path"))
+			fprintf(stderr, ", %s", get_str(e, "path"));
+		fprintf(stderr, ": %s\n", get_str(e, "message"));
+	}
+	if (errs) {
+		fprintf(stderr, "nothing was applied\n");
+		return;
+	}
+	for (i = 0; res && res->type == YDOC_SEQ && i < res->n; i++) {
+		const struct ydoc_node *r = res->items[i], *f = ydoc_get(r, "fields");
+
+		printf("%-9s %-8s %s", get_str(r, "action"), get_str(r, "kind"), get_str(r, "name"));
+		for (j = 0; f && f->type == YDOC_SEQ && j < f->n; j++)
+			printf("%s%s", j ? ", " : " (", ydoc_str(f->items[j]));
+		printf("%s\n", f && f->n ? ")" : "");
+	}
+	printf("%s: %s created, %s updated, %s unchanged\n",
+	    strcmp(get_str(d, "dryRun"), "true") == 0 ? "dry run, nothing changed" : "applied",
+	    get_path(d, "summary", "created"), get_path(d, "summary", "updated"),
+	    get_path(d, "summary", "unchanged"));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -197,7 +345,10 @@ main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *service_filter = NULL, *cmd, *method = "GET";
+	const char *service_filter = NULL, *cmd, *method = "GET", *file = NULL, *tenant = NULL,
+	    *description = NULL;
+	bool dry_run = false, purge = false;
+	struct buf payload;
 	char path[512], statedir_sock[4096];
 	void (*print)(const struct ydoc_stream *) = NULL;
 	struct ydoc_stream *st = NULL;
@@ -205,6 +356,7 @@ main(int argc, char **argv)
 	bool now = false;
 	int ch, status = 0, r, rc;
 
+	buf_init(&payload, 64 * 1024 * 1024);
 	sock_path = getenv("MAILNODE_CONTROL");
 	if (sock_path == NULL)
 		sock_path = "./var/run/control.sock";
@@ -238,6 +390,16 @@ main(int argc, char **argv)
 			i++;
 		} else if (strcmp(argv[i], "--service") == 0 && i + 1 < argc)
 			service_filter = argv[++i];
+		else if (strcmp(argv[i], "-f") == 0 && i + 1 < argc)
+			file = argv[++i];
+		else if (strcmp(argv[i], "--tenant") == 0 && i + 1 < argc)
+			tenant = argv[++i];
+		else if (strcmp(argv[i], "--description") == 0 && i + 1 < argc)
+			description = argv[++i];
+		else if (strcmp(argv[i], "--dry-run") == 0)
+			dry_run = true;
+		else if (strcmp(argv[i], "--purge") == 0)
+			purge = true;
 		else if (argv[i][0] == '-')
 			usage();
 	}
@@ -269,11 +431,56 @@ main(int argc, char **argv)
 			    now && strcmp(action, "stop") == 0 ? "?drain=false" : "");
 		} else
 			usage();
+	} else if (strcmp(cmd, "apply") == 0 && file != NULL) {
+		method = "POST";
+		snprintf(path, sizeof(path), "/v1/apply%s", dry_run ? "?dryRun=true" : "");
+		if (read_input(file, &payload) == -1)
+			return EXIT_USAGE;
+		print = print_apply;
+	} else if (strcmp(cmd, "get") == 0 && argc >= 2 && argv[1][0] != '-') {
+		const char *name = argc >= 3 && argv[2][0] != '-' ? argv[2] : NULL;
+
+		if (!valid_word(argv[1]) || (name && !valid_word(name)) || (tenant && !valid_word(tenant)))
+			usage();
+		snprintf(path, sizeof(path), "/v1/%s%s%s%s%s", argv[1], name ? "/" : "", name ? name : "",
+		    tenant ? "?tenant=" : "", tenant ? tenant : "");
+		/* get prints the documents themselves: they are what apply takes. */
+		yaml_out = true;
+	} else if (strcmp(cmd, "delete") == 0 && argc >= 3 && valid_word(argv[1]) && valid_word(argv[2])) {
+		method = "DELETE";
+		snprintf(path, sizeof(path), "/v1/%s/%s%s", argv[1], argv[2], purge ? "?purge=true" : "");
+		print = print_message;
+	} else if (strcmp(cmd, "passwd") == 0 && argc >= 2 && valid_word(argv[1])) {
+		method = "POST";
+		snprintf(path, sizeof(path), "/v1/mailboxes/%s/password", argv[1]);
+		if (read_password(&payload) == -1)
+			return EXIT_USAGE;
+		print = print_message;
+	} else if (strcmp(cmd, "token") == 0 && argc >= 2 && strcmp(argv[1], "create") == 0) {
+		struct buf q;
+
+		buf_init(&q, sizeof(path));
+		method = "POST";
+		if (tenant && !valid_word(tenant))
+			usage();
+		buf_puts(&q, "/v1/tokens");
+		if (tenant)
+			buf_printf(&q, "?tenant=%s", tenant);
+		if (description) {
+			buf_puts(&q, tenant ? "&description=" : "?description=");
+			url_encode(&q, description);
+		}
+		snprintf(path, sizeof(path), "%s", buf_cstr(&q));
+		buf_free(&q);
+		print = print_message;
 	} else
 		usage();
 
 	buf_init(&body, 0);
-	r = request(method, path, &status, &body);
+	r = request(method, path, buf_len(&payload) ? &payload : NULL, &status, &body);
+	if (buf_len(&payload))
+		explicit_bzero(buf_data(&payload), buf_len(&payload));
+	buf_free(&payload);
 	if (r == -2) {
 		buf_free(&body);
 		return EXIT_UNREACHED;
@@ -297,7 +504,9 @@ main(int argc, char **argv)
 			return EXIT_REFUSED;
 		}
 	}
-	if (rc != 0) {
+	if (rc != 0 && st->ndocs && ydoc_get(st->docs[0], "errors") != NULL)
+		print_apply(st);
+	else if (rc != 0) {
 		const char *msg = st->ndocs ? ydoc_str(ydoc_get(st->docs[0], "message")) : NULL;
 
 		fprintf(stderr, "mailnodectl: %s (%d)\n", msg ? msg : "request refused", status);

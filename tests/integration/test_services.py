@@ -36,11 +36,12 @@ def test_services_show_their_settings(node):
     assert [d["metadata"]["name"] for d in docs] == ALL_SERVICES
     http = next(d for d in docs if d["metadata"]["name"] == "http")
     assert http["apiVersion"] == "mailnode/v1" and http["kind"] == "Service"
-    assert http["spec"] == {"bind": ["127.0.0.1"], "port": node.port(2080), "maxClients": 1000,
-                            "timeout": "60s", "autoStart": True, "restartOnChange": True}
+    assert http["spec"] == {"state": "running", "bind": ["127.0.0.1"], "port": node.port(2080),
+                            "maxClients": 1000, "timeout": "60s", "autoStart": True,
+                            "restartOnChange": True}
     spool = next(d for d in docs if d["metadata"]["name"] == "spool")
     # A service without a listener has no bind/port/maxClients/timeout.
-    assert set(spool["spec"]) == {"autoStart", "restartOnChange"}
+    assert set(spool["spec"]) == {"state", "autoStart", "restartOnChange"}
     table = node.ctl("services").stdout
     assert "127.0.0.1" in table and str(node.port(2080)) in table
 
