@@ -155,7 +155,6 @@ write_service(struct yamlw *w, struct service *s)
 	yamlw_str(w, "metadata");
 	yamlw_map(w);
 	yamlw_kstr(w, "name", s->def->name);
-	yamlw_kstr(w, "description", s->def->description);
 	yamlw_map_end(w);
 
 	yamlw_str(w, "spec");
@@ -195,6 +194,7 @@ write_service(struct yamlw *w, struct service *s)
 
 	yamlw_str(w, "status");
 	yamlw_map(w);
+	yamlw_kstr(w, "description", s->def->description);
 	yamlw_kstr(w, "state", service_state_name(s->state));
 	yamlw_ktime(w, "since", s->since);
 	if (s->state != SERVICE_RUNNING && s->reason[0])

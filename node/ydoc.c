@@ -53,6 +53,48 @@ fail_at(struct builder *b, const yaml_mark_t *m, const char *what)
 
 static struct ydoc_node *parse_node(struct builder *, yaml_event_t *, unsigned depth);
 
+static int
+cmp_key_pos(const void *a, const void *b)
+{
+	const struct ydoc_node *x = *(const struct ydoc_node *const *)a;
+	const struct ydoc_node *y = *(const struct ydoc_node *const *)b;
+	int c = x->len == y->len ? memcmp(x->str, y->str, x->len) : (x->len < y->len ? -1 : 1);
+
+	if (c != 0)
+		return c;
+	return x->line != y->line ? (x->line < y->line ? -1 : 1) : (x->col < y->col ? -1 : x->col > y->col);
+}
+
+/* Sorted copy of the keys: duplicates sit side by side, O(n log n) even for
+ * a hostile map of a million keys. The later one is reported. */
+static int
+check_duplicate_keys(struct builder *b, const struct ydoc_node *map)
+{
+	const struct ydoc_node **keys = calloc(map->n, sizeof(*keys));
+	size_t i;
+	int rc = 0;
+
+	if (keys == NULL) {
+		fail_at(b, &(yaml_mark_t){ .line = map->line - 1, .column = map->col - 1 }, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < map->n; i++)
+		keys[i] = map->items[2 * i];
+	qsort(keys, map->n, sizeof(*keys), cmp_key_pos);
+	for (i = 1; i < map->n; i++)
+		if (keys[i]->len == keys[i - 1]->len &&
+		    memcmp(keys[i]->str, keys[i - 1]->str, keys[i]->len) == 0) {
+			char what[160];
+
+			snprintf(what, sizeof(what), "duplicate key '%.100s'", keys[i]->str);
+			fail_at(b, &(yaml_mark_t){ .line = keys[i]->line - 1, .column = keys[i]->col - 1 }, what);
+			rc = -1;
+			break;
+		}
+	free(keys);
+	return rc;
+}
+
 /* Append to a growable item array. */
 static int
 items_add(struct ydoc_node ***items, size_t *count, size_t *cap, struct ydoc_node *n)
@@ -162,20 +204,7 @@ parse_collection(struct builder *b, yaml_event_t *start, unsigned depth)
 			node_free(child);
 			goto fail;
 		}
-		if (map && (count % 2) == 0) {
-			size_t i;
 
-			for (i = 0; i < count; i += 2)
-				if (strcmp(n->items[i]->str, child->str) == 0) {
-					char what[160];
-
-					snprintf(what, sizeof(what), "duplicate key '%.100s'", child->str);
-					fail_at(b, &(yaml_mark_t){ .line = child->line - 1,
-					    .column = child->col - 1 }, what);
-					node_free(child);
-					goto fail;
-				}
-		}
 		if (items_add(&n->items, &count, &cap, child) == -1) {
 			node_free(child);
 			fail_at(b, &start->start_mark, "out of memory");
@@ -184,6 +213,10 @@ parse_collection(struct builder *b, yaml_event_t *start, unsigned depth)
 		n->n = map ? count / 2 : count;
 	}
 	n->n = map ? count / 2 : count;
+	if (map && n->n > 1 && check_duplicate_keys(b, n) == -1) {
+		node_free(n);
+		return NULL;
+	}
 	return n;
 fail:
 	/* Free by the count actually held, including an unpaired last key. */

@@ -157,6 +157,22 @@ def test_run_up_serves_and_ctrl_c_stops_everything(tmp_path):
         ctl = subprocess.run([os.path.join(TOP, "run"), "ctl", "status"], env=env,
                              capture_output=True, text=True, timeout=60)
         assert ctl.returncode == 0 and "http" in ctl.stdout
+        # The demo tenant is there, its mailboxes have the generated passwords,
+        # and the admin token works over HTTPS.
+        full = yaml.safe_load(creds_path.read_text())
+        ctl = subprocess.run([os.path.join(TOP, "run"), "ctl", "get", "mailboxes", "--tenant", "demo"],
+                             env=env, capture_output=True, text=True, timeout=60)
+        boxes = {d["metadata"]["name"]: d for d in yaml.safe_load_all(ctl.stdout)}
+        assert set(boxes) == {"alice@demo.test", "bob@demo.test"}
+        assert all(b["status"]["hasPassword"] for b in boxes.values())
+        assert len(full["mailboxes"]["alice@demo.test"]) >= 16
+        import ssl
+        import urllib.request
+        req = urllib.request.Request(full["admin"]["url"] + "tenants/demo",
+                                     headers={"Authorization": "Bearer " + full["admin"]["token"]})
+        ctx = ssl.create_default_context(cafile=full["admin"]["ca"])
+        with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
+            assert yaml.safe_load(r.read())["metadata"]["name"] == "demo"
     finally:
         os.killpg(p.pid, signal.SIGINT)
         rc = p.wait(timeout=120)
