@@ -309,7 +309,8 @@ load_stored(struct run *r, char *err, size_t errlen)
 		if (dir_load(r->m, (enum dir_kind)k, names[k], n[k], NULL, &r->stored[k],
 		    &r->nstored[k], err, errlen) == -1)
 			goto done;
-		qsort(r->stored[k], r->nstored[k], sizeof(struct dir_obj), cmp_obj);
+		if (r->nstored[k] > 1)
+			qsort(r->stored[k], r->nstored[k], sizeof(struct dir_obj), cmp_obj);
 	}
 	rc = 0;
 done:
