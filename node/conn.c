@@ -59,6 +59,8 @@ struct conn {
 	bool			 opened;	/* ops->open ran: ops->close is owed */
 	bool			 peer_gone;	/* nothing more can be sent */
 	bool			 hs_want_write;	/* the TLS handshake waits to write */
+	bool			 paused;	/* the protocol waits: read nothing more */
+	bool			 peer_eof;	/* input ended while paused */
 	void			*proto;
 	struct conn		*prev, *next;
 };
@@ -287,6 +289,12 @@ conn_process_input(struct conn *c)
 		}
 		if (c->phase != CONN_OPEN || c->starttls_pending)
 			return;
+		if (c->paused) {
+			/* Still note a closed peer: the session ends after its answer. */
+			if (!alive)
+				c->peer_eof = true;
+			return;
+		}
 		if (!alive) {
 			/* End of input: what is queued (the reply to its last
 			 * command) is still sent; a peer may close only its
@@ -315,7 +323,8 @@ conn_update_interest(struct conn *c)
 	if (c->phase == CONN_HANDSHAKE)
 		ev = EPOLLIN | (c->hs_want_write ? EPOLLOUT : 0);
 	else {
-		if (c->phase == CONN_OPEN && !c->starttls_pending && buf_len(&c->out) < CONN_OUT_HIGH)
+		if (c->phase == CONN_OPEN && !c->starttls_pending && !c->paused &&
+		    buf_len(&c->out) < CONN_OUT_HIGH)
 			ev |= EPOLLIN;
 		if (buf_len(&c->out) > 0)
 			ev |= EPOLLOUT;
@@ -354,7 +363,7 @@ conn_event(struct loop_watch *w, uint32_t events)
 	if (c->phase != CONN_CLOSING || !c->peer_gone) {
 		if (events & EPOLLOUT)
 			conn_flush(c);
-		if (c->phase == CONN_OPEN && (events & (EPOLLIN | EPOLLHUP)))
+		if (c->phase == CONN_OPEN && !c->paused && (events & (EPOLLIN | EPOLLHUP)))
 			conn_process_input(c);
 		else if (c->phase == CONN_CLOSING && (events & (EPOLLIN | EPOLLHUP))) {
 			/* Closing: drain and drop what the peer still sends. */
@@ -586,6 +595,38 @@ conn_printf(struct conn *c, const char *fmt, ...)
 	if (r == 0)
 		conn_settle(c);
 	return r;
+}
+
+void
+conn_pause_input(struct conn *c)
+{
+	c->paused = true;
+	conn_settle(c);
+}
+
+void
+conn_resume_input(struct conn *c)
+{
+	size_t before;
+
+	c->paused = false;
+	if (c->phase != CONN_OPEN || c->in_event) {
+		conn_settle(c);
+		return;
+	}
+	c->in_event = true;
+	/* Buffered lines first (the protocol may pause again), then the socket. */
+	before = buf_len(&c->in);
+	if (before > 0)
+		c->l->ops->input(c);
+	if (c->phase == CONN_OPEN && !c->paused && !c->starttls_pending) {
+		if (c->peer_eof)
+			c->phase = CONN_CLOSING;	/* its last commands are answered */
+		else
+			conn_process_input(c);
+	}
+	c->in_event = false;
+	conn_settle(c);
 }
 
 void

@@ -49,6 +49,12 @@ struct buf	*conn_input(struct conn *);
 int		 conn_write(struct conn *, const void *, size_t);
 int		 conn_printf(struct conn *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
+/* Process buffered input again (after the protocol paused for an
+ * asynchronous answer, e.g. a database lookup, and left input unconsumed).
+ * Must run on the connection's loop. */
+void		 conn_resume_input(struct conn *);
+/* Stop reading input until conn_resume_input (no new events meanwhile). */
+void		 conn_pause_input(struct conn *);
 /* Close once the queued output is sent. */
 void		 conn_close(struct conn *);
 /* Switch to TLS once the queued output (the "go ahead" reply) is sent.

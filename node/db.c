@@ -70,6 +70,10 @@ db_conf_parse(const char *dsn, struct db_conf *c, char *err, size_t errlen)
 		p = at + 1;
 	}
 	hostend = slash;
+	if (hostend < p) {
+		snprintf(err, errlen, "database DSN: malformed");
+		goto fail;
+	}
 	colon = memchr(p, ':', (size_t)(hostend - p));
 	if (colon) {
 		char *end;

@@ -27,6 +27,8 @@
 #include "service_store.h"
 #include "settings.h"
 #include "svc_admin.h"
+#include "smtp_session.h"
+#include "spool.h"
 #include "svc_http.h"
 #include "tls.h"
 
@@ -42,6 +44,7 @@ struct options {
 };
 
 static struct db_embedded	*embedded;
+static struct tls_creds		*node_tls;
 static struct loop_watch	 sigwatch = { .fd = -1 };
 
 static void
@@ -178,6 +181,34 @@ done:
 }
 
 static void
+shutdown_noop(void *arg)
+{
+	(void)arg;
+}
+
+static void
+shutdown_loops(void *arg)
+{
+	(void)arg;
+	loops_stop();
+}
+
+/* Services stop while the loops still run (their listeners are let go by
+ * every loop); the loops stop once every loop has passed that point. */
+static void
+begin_shutdown(void)
+{
+	static bool started;
+
+	if (started)
+		return;
+	started = true;
+	services_stop_all();
+	if (loop_broadcast(shutdown_noop, NULL, shutdown_loops, NULL) == -1)
+		loops_stop();
+}
+
+static void
 on_signal(struct loop_watch *w, uint32_t events)
 {
 	struct signalfd_siginfo si;
@@ -188,7 +219,7 @@ on_signal(struct loop_watch *w, uint32_t events)
 		case SIGINT:
 		case SIGTERM:
 			log_info("signal %s: stopping", si.ssi_signo == SIGINT ? "INT" : "TERM");
-			loops_stop();
+			begin_shutdown();
 			break;
 		case SIGCHLD: {
 			pid_t pid;
@@ -246,7 +277,7 @@ main(int argc, char **argv)
 	struct api_node_info info;
 	long ncpu;
 	int rc = 1;
-	bool loops_ready = false, pool_ready = false;
+	bool loops_ready = false, pool_ready = false, spool_ready = false;
 
 	parse_options(argc, argv, &o);
 	log_init("mailnoded", o.syslog, o.log_level);
@@ -285,6 +316,9 @@ main(int argc, char **argv)
 		snprintf(key, sizeof(key), "%s/server-key.pem", path);
 		if (svc_admin_load_tls(cert, key, err, sizeof(err)) == -1)
 			goto fail;
+		if ((node_tls = tls_creds_load(cert, key, err, sizeof(err))) == NULL)
+			goto fail;
+		smtp_set_tls(node_tls);
 	}
 
 	if (o.database != NULL) {
@@ -296,6 +330,9 @@ main(int argc, char **argv)
 	services_init(o.dev, o.port_offset, service_store_save_state);
 	service_set_handler("http", &svc_http_redirect);
 	service_set_handler("admin", &svc_admin_api);
+	service_set_handler("smtp", &smtp_inbound);
+	service_set_handler("submission", &smtp_submission);
+	service_set_handler("smtps", &smtp_submission);
 	if (prepare_database(&conf, o.schema_dir, err, sizeof(err)) == -1)
 		goto fail;
 	if (db_pool_start(&conf, 2) == -1) {
@@ -304,6 +341,10 @@ main(int argc, char **argv)
 	}
 	pool_ready = true;
 	db_pool_watch(2000);
+	snprintf(path, sizeof(path), "%s/spool", o.state_dir);
+	if (spool_init(path, &conf, err, sizeof(err)) == -1)
+		goto fail;
+	spool_ready = true;
 
 	snprintf(path, sizeof(path), "%s/run/control.sock", o.state_dir);
 	if (control_start(path, err, sizeof(err)) == -1)
@@ -329,6 +370,8 @@ main(int argc, char **argv)
 fail:
 	log_err("%s", err);
 out:
+	if (spool_ready)
+		spool_fini();
 	if (pool_ready)
 		db_pool_stop();
 	if (sigwatch.fd != -1)
@@ -339,5 +382,6 @@ out:
 	db_conf_free(&conf);
 	apply_fini();
 	svc_admin_free_tls();
+	tls_creds_free(node_tls);
 	return rc;
 }

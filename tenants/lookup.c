@@ -1,0 +1,375 @@
+/* lookup: SQL for the mail path over the tenant directory tables. */
+#include "lookup.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+#include "password.h"
+#include "ydoc.h"
+
+static int
+quote(MYSQL *m, struct buf *b, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (buf_puts(b, "'") == -1 || buf_reserve(b, 2 * n + 1) == -1)
+		return -1;
+	b->len += mysql_real_escape_string(m, b->data + b->len, s, (unsigned long)n);
+	return buf_puts(b, "'");
+}
+
+/* Run a query built as prefix + quoted value + suffix; NULL on trouble. */
+static MYSQL_RES *
+query1(MYSQL *m, const char *prefix, const char *value, const char *suffix)
+{
+	struct buf q;
+	MYSQL_RES *res = NULL;
+
+	buf_init(&q, 0);
+	if (buf_puts(&q, prefix) == 0 && quote(m, &q, value) == 0 && buf_puts(&q, suffix) == 0 &&
+	    mysql_real_query(m, buf_data(&q), buf_len(&q)) == 0)
+		res = mysql_store_result(m);
+	buf_free(&q);
+	return res;
+}
+
+int
+lookup_size(const char *s, uint64_t *out)
+{
+	static const struct { const char *u; uint64_t m; } units[] = {
+		{ "TiB", 1ULL << 40 }, { "GiB", 1ULL << 30 }, { "MiB", 1ULL << 20 },
+		{ "KiB", 1ULL << 10 }, { "B", 1 }, { "", 1 } };
+	char *end;
+	unsigned long long v;
+	size_t i;
+
+	if (s == NULL || !isdigit((unsigned char)*s))
+		return -1;
+	v = strtoull(s, &end, 10);
+	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (strcmp(end, units[i].u) == 0) {
+			*out = v * units[i].m;
+			return 0;
+		}
+	return -1;
+}
+
+/* JSON_VALUE gives a JSON true as "1" (MariaDB) or "true". */
+static bool
+is_true(const char *s)
+{
+	return s != NULL && (strcmp(s, "1") == 0 || strcmp(s, "true") == 0);
+}
+
+/* Does sender match one of the domain's blockedSenders (JSON list)? */
+static bool
+sender_blocked(const char *json, const char *sender)
+{
+	struct ydoc_stream *st = NULL;
+	char err[128];
+	const char *at = strrchr(sender, '@');
+	bool hit = false;
+	size_t i;
+
+	if (json == NULL || *sender == '\0' ||
+	    ydoc_parse(json, strlen(json), &st, err, sizeof(err)) == -1 || st->ndocs == 0) {
+		ydoc_free(st);
+		return false;
+	}
+	for (i = 0; i < ydoc_count(st->docs[0]) && st->docs[0]->type == YDOC_SEQ; i++) {
+		const char *p = ydoc_str(st->docs[0]->items[i]);
+
+		if (p == NULL)
+			continue;
+		if (strncmp(p, "*@", 2) == 0 ? (at && strcasecmp(at + 1, p + 2) == 0) :
+		    strcasecmp(p, sender) == 0)
+			hit = true;
+	}
+	ydoc_free(st);
+	return hit;
+}
+
+static int
+add_target(struct rcpt_result *r, const char *address, uint64_t mailbox_id)
+{
+	struct rcpt_target *t = realloc(r->targets, (r->ntargets + 1) * sizeof(*t));
+
+	if (t == NULL)
+		return -1;
+	r->targets = t;
+	snprintf(t[r->ntargets].address, sizeof(t[0].address), "%s", address);
+	t[r->ntargets].mailbox_id = mailbox_id;
+	r->ntargets++;
+	return 0;
+}
+
+/* A local mailbox by address: 1 found (fills verdict on trouble), 0 none, -1 db. */
+static int
+mailbox_target(MYSQL *m, const char *address, struct rcpt_result *r, bool check_state)
+{
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+	uint64_t quota = 0, used;
+	int rc;
+
+	res = query1(m, "SELECT id, state, JSON_VALUE(spec, '$.suspend.incoming'), "
+	    "JSON_VALUE(spec, '$.quota'), used_bytes FROM mailboxes WHERE address = ", address, "");
+	if (res == NULL)
+		return -1;
+	if ((row = mysql_fetch_row(res)) == NULL) {
+		mysql_free_result(res);
+		return 0;
+	}
+	rc = 1;
+	used = strtoull(row[4], NULL, 10);
+	if (row[3] != NULL)
+		(void)lookup_size(row[3], &quota);
+	if (check_state && strcmp(row[1], "active") != 0) {
+		r->verdict = RCPT_DISABLED;
+		snprintf(r->why, sizeof(r->why), "mailbox suspended");
+	} else if (check_state && is_true(row[2])) {
+		r->verdict = RCPT_PAUSED;
+		snprintf(r->why, sizeof(r->why), "mailbox incoming suspended");
+	} else if (check_state && quota > 0 && used >= quota) {
+		r->verdict = RCPT_FULL;
+		snprintf(r->why, sizeof(r->why), "mailbox over quota");
+	} else if (add_target(r, address, strtoull(row[0], NULL, 10)) == -1)
+		rc = -1;
+	mysql_free_result(res);
+	return rc;
+}
+
+/* An alias: its targets, local ones resolved to mailboxes. */
+static int
+alias_targets(MYSQL *m, const char *address, struct rcpt_result *r)
+{
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+	struct ydoc_stream *st = NULL;
+	char err[128];
+	size_t i;
+	int rc = 1;
+
+	res = query1(m, "SELECT JSON_QUERY(spec, '$.to') FROM aliases WHERE address = ", address, "");
+	if (res == NULL)
+		return -1;
+	if ((row = mysql_fetch_row(res)) == NULL || row[0] == NULL) {
+		mysql_free_result(res);
+		return 0;
+	}
+	if (ydoc_parse(row[0], strlen(row[0]), &st, err, sizeof(err)) == -1 || st->ndocs == 0) {
+		mysql_free_result(res);
+		ydoc_free(st);
+		return -1;
+	}
+	for (i = 0; i < ydoc_count(st->docs[0]) && st->docs[0]->type == YDOC_SEQ && rc == 1; i++) {
+		const char *to = ydoc_str(st->docs[0]->items[i]);
+		int found;
+
+		if (to == NULL)
+			continue;
+		/* A target hosted here is a mailbox; anything else is forwarded. */
+		found = mailbox_target(m, to, r, false);
+		if (found == -1)
+			rc = -1;
+		else if (found == 0 && add_target(r, to, 0) == -1)
+			rc = -1;
+	}
+	ydoc_free(st);
+	mysql_free_result(res);
+	return rc;
+}
+
+void
+lookup_recipient(MYSQL *m, const char *local, const char *domain, const char *sender,
+    uint64_t declared_size, struct rcpt_result *r)
+{
+	MYSQL_RES *res = NULL;
+	MYSQL_ROW row;
+	char address[600], catch_all[600] = "", real_domain[256];
+	int found, hops;
+
+	memset(r, 0, sizeof(*r));
+	snprintf(real_domain, sizeof(real_domain), "%s", domain);
+	/* A domain alias hands over to the domain it aliases (once). */
+	for (hops = 0; hops < 2; hops++) {
+		res = query1(m, "SELECT d.id, d.tenant_id, t.name, t.state, "
+		    "JSON_VALUE(t.spec, '$.suspend.incoming'), JSON_VALUE(t.spec, '$.limits.messageSize'), "
+		    "d.alias_of, JSON_VALUE(d.spec, '$.catchAll'), JSON_QUERY(d.spec, '$.blockedSenders') "
+		    "FROM domains d JOIN tenants t ON t.id = d.tenant_id WHERE d.name = ", real_domain, "");
+		if (res == NULL)
+			goto tempfail;
+		if ((row = mysql_fetch_row(res)) == NULL) {
+			r->verdict = RCPT_NOT_HOSTED;
+			snprintf(r->why, sizeof(r->why), "domain not hosted");
+			mysql_free_result(res);
+			return;
+		}
+		if (row[6] == NULL || hops == 1)
+			break;
+		snprintf(real_domain, sizeof(real_domain), "%s", row[6]);
+		mysql_free_result(res);
+		res = NULL;
+	}
+	r->tenant_id = strtoull(row[1], NULL, 10);
+	snprintf(r->tenant, sizeof(r->tenant), "%s", row[2]);
+	if (row[5] != NULL)
+		(void)lookup_size(row[5], &r->size_limit);
+	if (strcmp(row[3], "active") != 0) {
+		r->verdict = RCPT_DISABLED;
+		snprintf(r->why, sizeof(r->why), "tenant suspended");
+		goto done;
+	}
+	if (is_true(row[4])) {
+		r->verdict = RCPT_PAUSED;
+		snprintf(r->why, sizeof(r->why), "tenant incoming suspended");
+		goto done;
+	}
+	if (sender_blocked(row[8], sender)) {
+		r->verdict = RCPT_BLOCKED_SENDER;
+		snprintf(r->why, sizeof(r->why), "sender blocked by the domain");
+		goto done;
+	}
+	if (r->size_limit > 0 && declared_size > r->size_limit) {
+		r->verdict = RCPT_TOO_BIG;
+		snprintf(r->why, sizeof(r->why), "declared size over the tenant's limit");
+		goto done;
+	}
+	if (row[7] != NULL && strcmp(row[7], "reject") != 0)
+		snprintf(catch_all, sizeof(catch_all), "%s", row[7]);
+	mysql_free_result(res);
+	res = NULL;
+
+	snprintf(address, sizeof(address), "%s@%s", local, real_domain);
+	for (char *p = address; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	r->verdict = RCPT_OK;
+	if ((found = mailbox_target(m, address, r, true)) == -1)
+		goto tempfail;
+	if (found == 0 && (found = alias_targets(m, address, r)) == -1)
+		goto tempfail;
+	if (found == 0 && catch_all[0] && (found = mailbox_target(m, catch_all, r, true)) == -1)
+		goto tempfail;
+	if (found == 0) {
+		r->verdict = RCPT_UNKNOWN;
+		snprintf(r->why, sizeof(r->why), "no such mailbox or alias");
+	}
+	return;
+done:
+	if (res)
+		mysql_free_result(res);
+	return;
+tempfail:
+	if (res)
+		mysql_free_result(res);
+	free(r->targets);
+	r->targets = NULL;
+	r->ntargets = 0;
+	r->verdict = RCPT_TEMPFAIL;
+	snprintf(r->why, sizeof(r->why), "database: %s", mysql_error(m));
+}
+
+/* A real hash of a random password, to verify against for unknown logins. */
+static pthread_once_t	dummy_once = PTHREAD_ONCE_INIT;
+static char		dummy_hash[PASSWORD_HASH_MAX];
+
+static void
+make_dummy_hash(void)
+{
+	char err[128];
+
+	if (password_hash("no such mailbox, no such password", dummy_hash, sizeof(dummy_hash),
+	    err, sizeof(err)) == -1)
+		dummy_hash[0] = '\0';
+}
+
+void
+lookup_login(MYSQL *m, const char *address, const char *password, struct login_result *r)
+{
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+	char lower[256];
+	size_t i;
+
+	memset(r, 0, sizeof(*r));
+	for (i = 0; address[i] && i < sizeof(lower) - 1; i++)
+		lower[i] = (char)tolower((unsigned char)address[i]);
+	lower[i] = '\0';
+	res = query1(m, "SELECT x.id, x.tenant_id, t.name, x.password_hash, x.state, t.state, "
+	    "JSON_VALUE(x.spec, '$.suspend.login'), JSON_VALUE(t.spec, '$.suspend.login') "
+	    "FROM mailboxes x JOIN tenants t ON t.id = x.tenant_id WHERE x.address = ", lower, "");
+	if (res == NULL) {
+		r->tempfail = true;
+		return;
+	}
+	if ((row = mysql_fetch_row(res)) != NULL && row[3] != NULL &&
+	    password_verify(password, row[3]) == 1) {
+		r->ok = true;
+		r->mailbox_id = strtoull(row[0], NULL, 10);
+		r->tenant_id = strtoull(row[1], NULL, 10);
+		snprintf(r->tenant, sizeof(r->tenant), "%s", row[2]);
+		snprintf(r->address, sizeof(r->address), "%s", lower);
+		if (strcmp(row[4], "active") != 0 || strcmp(row[5], "active") != 0 ||
+		    is_true(row[6]) || is_true(row[7])) {
+			r->ok = false;
+			r->disabled = true;
+		}
+	} else if (row == NULL) {
+		/* Spend the time of a verification anyway: the answer's delay
+		 * must not tell which addresses exist. */
+		pthread_once(&dummy_once, make_dummy_hash);
+		if (dummy_hash[0])
+			(void)password_verify(password, dummy_hash);
+	}
+	mysql_free_result(res);
+}
+
+int
+lookup_may_send(MYSQL *m, const char *login, const char *sender, char *why, size_t whylen)
+{
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+	int ok = 0;
+
+	res = query1(m, "SELECT x.state, JSON_VALUE(x.spec, '$.suspend.outgoing'), t.state, "
+	    "JSON_VALUE(t.spec, '$.suspend.outgoing') FROM mailboxes x JOIN tenants t "
+	    "ON t.id = x.tenant_id WHERE x.address = ", login, "");
+	if (res == NULL)
+		return -1;
+	row = mysql_fetch_row(res);
+	if (row == NULL || strcmp(row[0], "active") != 0 || strcmp(row[2], "active") != 0 ||
+	    is_true(row[1]) || is_true(row[3])) {
+		snprintf(why, whylen, "sending is suspended for this account");
+		mysql_free_result(res);
+		return 0;
+	}
+	mysql_free_result(res);
+	if (strcasecmp(login, sender) == 0)
+		return 1;
+	/* An alias that delivers to the login is also the login's to send as. */
+	res = query1(m, "SELECT JSON_QUERY(spec, '$.to') FROM aliases WHERE address = ", sender, "");
+	if (res == NULL)
+		return -1;
+	if ((row = mysql_fetch_row(res)) != NULL && row[0] != NULL) {
+		struct ydoc_stream *st = NULL;
+		char err[128];
+		size_t i;
+
+		if (ydoc_parse(row[0], strlen(row[0]), &st, err, sizeof(err)) == 0 && st->ndocs)
+			for (i = 0; i < ydoc_count(st->docs[0]) && st->docs[0]->type == YDOC_SEQ; i++)
+				if (ydoc_str(st->docs[0]->items[i]) &&
+				    strcasecmp(ydoc_str(st->docs[0]->items[i]), login) == 0)
+					ok = 1;
+		ydoc_free(st);
+	}
+	mysql_free_result(res);
+	if (!ok)
+		snprintf(why, whylen, "this account may not send as that address");
+	return ok;
+}

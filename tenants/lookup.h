@@ -1,0 +1,62 @@
+/* lookup: what the mail path asks the tenant directory. Is a recipient
+ * hosted here and where does its mail go (mailbox, alias expansion,
+ * catch-all, domain aliases)? May this sender reach it? Does a login's
+ * password match? Blocking: run on a database worker. */
+#ifndef MAILNODE_LOOKUP_H
+#define MAILNODE_LOOKUP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <mysql.h>
+
+enum rcpt_verdict {
+	RCPT_OK,
+	RCPT_NOT_HOSTED,	/* the domain is not ours: relaying */
+	RCPT_UNKNOWN,		/* ours, but no such mailbox or alias */
+	RCPT_DISABLED,		/* tenant or mailbox suspended */
+	RCPT_PAUSED,		/* incoming suspended for now */
+	RCPT_FULL,		/* over quota */
+	RCPT_BLOCKED_SENDER,	/* the domain refuses this sender */
+	RCPT_TOO_BIG,		/* declared size over the tenant's messageSize */
+	RCPT_TEMPFAIL		/* database trouble */
+};
+
+struct rcpt_target {
+	char		address[512];
+	uint64_t	mailbox_id;	/* 0: remote (forwarding through an alias) */
+};
+
+struct rcpt_result {
+	enum rcpt_verdict	 verdict;
+	uint64_t		 tenant_id;
+	char			 tenant[64];
+	uint64_t		 size_limit;	/* tenant messageSize; 0: none */
+	struct rcpt_target	*targets;	/* caller frees */
+	size_t			 ntargets;
+	char			 why[256];	/* for the log */
+};
+
+/* local and domain as parsed (domain lower case); sender "" for <>. */
+void	 lookup_recipient(MYSQL *, const char *local, const char *domain, const char *sender,
+	    uint64_t declared_size, struct rcpt_result *);
+
+struct login_result {
+	bool		 ok;
+	bool		 disabled;	/* right password, but login suspended */
+	bool		 tempfail;
+	uint64_t	 mailbox_id, tenant_id;
+	char		 tenant[64];
+	char		 address[256];
+};
+void	 lookup_login(MYSQL *, const char *address, const char *password, struct login_result *);
+
+/* May the mailbox login send as sender (its own address, or an alias that
+ * delivers to it)? Also refuses when the tenant's or mailbox's outgoing is
+ * suspended. 1 yes, 0 no (why says which), -1 database trouble. */
+int	 lookup_may_send(MYSQL *, const char *login, const char *sender, char *why, size_t whylen);
+
+/* Size text of the canonical spec ("25MiB", "1048576") in bytes. */
+int	 lookup_size(const char *, uint64_t *);
+
+#endif
