@@ -100,7 +100,8 @@ make_qid(char out[QID_LEN + 1])
 	uint64_t ms;
 	int i, k;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
+	if (clock_gettime(CLOCK_REALTIME, &ts) == -1)
+		return -1;
 	ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 	for (i = 0; i < 6; i++)
 		b[i] = (unsigned char)(ms >> (40 - 8 * i));
@@ -354,7 +355,7 @@ spool_msg_commit(struct spool_msg *m, const struct spool_envelope *env, spool_do
 	memcpy(m->env.rcpts, env->rcpts, env->nrcpts * sizeof(*env->rcpts));
 	m->env.nrcpts = env->nrcpts;
 	if (make_qid(m->qid) == -1) {
-		snprintf(m->err, sizeof(m->err), "getrandom: %s", strerror(errno));
+		snprintf(m->err, sizeof(m->err), "queue id: %s", strerror(errno));
 		goto fail;
 	}
 	pthread_mutex_lock(&sp.lock);
@@ -722,7 +723,8 @@ spool_thread(void *unused)
 	/* Signals are the main thread's business. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	mysql_thread_init();
+	if (mysql_thread_init() != 0)
+		log_warn("spool: mysql_thread_init failed");
 	for (;;) {
 		struct spool_msg *group;
 
@@ -778,7 +780,8 @@ list_dir(int dfd, char ***names, size_t *n)
 	}
 	if (errno != 0)
 		goto fail;
-	closedir(d);
+	if (closedir(d) == -1)
+		log_warn("spool: closedir: %s", strerror(errno));
 	*names = list;
 	*n = count;
 	return 0;
@@ -789,7 +792,7 @@ fail:
 	while (count > 0)
 		free(list[--count]);
 	free(list);
-	closedir(d);
+	(void)closedir(d);	/* the error that matters is saved */
 	errno = fd;
 	return -1;
 }
@@ -834,6 +837,8 @@ recover(MYSQL *db, char *err, size_t errlen)
 		}
 		removed++;
 	}
+	/* No directory flush after removals: should one come back after a
+	 * crash, the next start removes it again. */
 	if (removed > 0)
 		log_info("spool: removed %zu unfinished files from %s/tmp", removed, sp.dir);
 	free_names(names, n);
@@ -1012,13 +1017,14 @@ open_spool_dir(const char *path)
 static void
 close_dirs(void)
 {
-	if (sp.tmp_fd != -1)
-		close(sp.tmp_fd);
-	if (sp.msg_fd != -1)
-		close(sp.msg_fd);
-	if (sp.dir_fd != -1)
-		close(sp.dir_fd);
-	sp.tmp_fd = sp.msg_fd = sp.dir_fd = -1;
+	int *fds[] = { &sp.tmp_fd, &sp.msg_fd, &sp.dir_fd };
+	size_t i;
+
+	for (i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+		if (*fds[i] != -1 && close(*fds[i]) == -1)
+			log_warn("spool: closing a directory of %s: %s", sp.dir, strerror(errno));
+		*fds[i] = -1;
+	}
 }
 
 int
@@ -1076,7 +1082,8 @@ spool_fini(void)
 	pthread_cond_broadcast(&sp.cond);
 	pthread_mutex_unlock(&sp.lock);
 	/* The thread commits what is pending before it exits. */
-	pthread_join(sp.thread, NULL);
+	if ((errno = pthread_join(sp.thread, NULL)) != 0)
+		log_err("spool: pthread_join: %s", strerror(errno));
 	sp.started = false;
 	if (sp.db != NULL)
 		mysql_close(sp.db);
