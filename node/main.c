@@ -20,6 +20,7 @@
 #include "control.h"
 #include "db.h"
 #include "db_embedded.h"
+#include "delivery.h"
 #include "log.h"
 #include "loop.h"
 #include "migrate.h"
@@ -333,6 +334,7 @@ main(int argc, char **argv)
 	service_set_handler("smtp", &smtp_inbound);
 	service_set_handler("submission", &smtp_submission);
 	service_set_handler("smtps", &smtp_submission);
+	service_set_handler("spool", &delivery_runner);
 	if (prepare_database(&conf, o.schema_dir, err, sizeof(err)) == -1)
 		goto fail;
 	if (db_pool_start(&conf, 2) == -1) {
@@ -345,6 +347,13 @@ main(int argc, char **argv)
 	if (spool_init(path, &conf, err, sizeof(err)) == -1)
 		goto fail;
 	spool_ready = true;
+	{
+		char mail[PATH_MAX + 8];
+
+		snprintf(mail, sizeof(mail), "%s/mail", o.state_dir);
+		if (delivery_init(path, mail, &conf, err, sizeof(err)) == -1)
+			goto fail;
+	}
 
 	snprintf(path, sizeof(path), "%s/run/control.sock", o.state_dir);
 	if (control_start(path, err, sizeof(err)) == -1)
@@ -370,6 +379,7 @@ main(int argc, char **argv)
 fail:
 	log_err("%s", err);
 out:
+	delivery_fini();
 	if (spool_ready)
 		spool_fini();
 	if (pool_ready)

@@ -36,7 +36,7 @@ static const struct service_def service_defs[] = {
 	  SERVICE_TLS_IMPLICIT, false, "the provisioning API, issue 3" },
 	{ "ldap", "Read-only directory of tenant address books", 389, 2389, 300, 1000,
 	  SERVICE_TLS_STARTTLS, true, "the LDAP directory work" },
-	{ "spool", "Queue runner: local and remote delivery, retries, bounces", 0, 0, 300, 100,
+	{ "spool", "Queue runner: delivers queued mail into local mailboxes", 0, 0, 300, 100,
 	  SERVICE_TLS_NONE, true, "the SMTP work, issue 4" },
 	{ "indexing", "Full-text indexer behind IMAP SEARCH and webmail search", 0, 0, 300, 10,
 	  SERVICE_TLS_NONE, true, "the indexing work" },

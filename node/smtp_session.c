@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "delivery.h"
 #include "db.h"
 #include "log.h"
 #include "lookup.h"
@@ -582,6 +583,7 @@ committed(void *arg, int ok, const char *id, const char *err)
 		sess_log(s, LOG_LVL_INFO, "queued %s: %zu recipients, %" PRIu64 " bytes", id,
 		    s->nrcpts, s->committing_size);
 		reply(s, "250 2.0.0 Ok: queued as %s", id);
+		delivery_kick();
 	} else {
 		sess_log(s, LOG_LVL_ERR, "not queued: %s", err ? err : "spool failure");
 		reply(s, "451 4.3.0 Temporary failure storing the message, try again later");

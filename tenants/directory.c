@@ -263,6 +263,19 @@ dir_insert(MYSQL *m, struct dir_obj *o, char *err, size_t errlen)
 	if (run(m, &q, err, errlen, "inserting") == 0) {
 		o->id = mysql_insert_id(m);
 		rc = 0;
+		/* A new mailbox comes with its folders, in the same transaction. */
+		if (o->kind == DIR_MAILBOX) {
+			buf_reset(&q);
+			if (buf_printf(&q, "INSERT INTO folders (mailbox_id, name, special_use, uidvalidity) "
+			    "VALUES (%1$" PRIu64 ", 'INBOX', '', UNIX_TIMESTAMP()), "
+			    "(%1$" PRIu64 ", 'Sent', '\\\\Sent', UNIX_TIMESTAMP()), "
+			    "(%1$" PRIu64 ", 'Drafts', '\\\\Drafts', UNIX_TIMESTAMP()), "
+			    "(%1$" PRIu64 ", 'Trash', '\\\\Trash', UNIX_TIMESTAMP()), "
+			    "(%1$" PRIu64 ", 'Junk', '\\\\Junk', UNIX_TIMESTAMP()), "
+			    "(%1$" PRIu64 ", 'Archive', '\\\\Archive', UNIX_TIMESTAMP())", o->id) == -1)
+				goto nomem;
+			rc = run(m, &q, err, errlen, "creating the folders");
+		}
 	}
 	goto done;
 nomem:

@@ -113,7 +113,7 @@ class Node:
 
     def sql(self, query):
         sock = os.path.join(self.state_dir, "run", "mariadb.sock")
-        r = subprocess.run(["mariadb", "-S", sock, "-u", "root", "-N", "-B", "mailnode", "-e", query],
+        r = subprocess.run(["mariadb", "-S", sock, "-u", "root", "-N", "-B", "-r", "mailnode", "-e", query],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stderr
         return [line.split("\t") for line in r.stdout.splitlines()]

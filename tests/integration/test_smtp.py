@@ -69,6 +69,9 @@ metadata: {name: alias.test, tenant: other}
 spec: {aliasOf: other.test}
 """)
     node.sql("UPDATE mailboxes SET used_bytes = 4096 WHERE address = 'full@other.test'")
+    # The acceptance tests look at the queue: no delivery takes it away
+    # meanwhile. The delivery tests at the end start the spool again.
+    node.ctl("service", "stop", "spool")
     return node
 
 
@@ -368,13 +371,77 @@ def test_kill9_loses_no_accepted_message(fresh_state):
         t.join()
     assert wait_until(lambda: n.mariadb_pids() == [], timeout=60)
     n.start()
+    # Every 250 is either still queued (row and file) or delivered (one
+    # message row and its file in the mail root), never lost, never twice.
     stored = {r[0] for r in n.sql("SELECT qid FROM queue_messages")}
-    missing = [q for q in accepted if q not in stored]
+    delivered = {}
+    for qid, f in n.sql("SELECT queue_qid, file FROM messages"):
+        delivered.setdefault(qid, []).append(f)
+    missing = [q for q in accepted if q not in stored and q not in delivered]
     assert missing == [], "accepted but lost: %s" % missing
+    assert all(len(v) == 1 for v in delivered.values()), "delivered twice"
     files = set(os.listdir(os.path.join(fresh_state, "spool", "msg")))
     assert files == stored, "files and queue rows differ after recovery"
     assert os.listdir(os.path.join(fresh_state, "spool", "tmp")) == []
     for q in accepted:
-        body = spool_file(n, q)
+        if q in stored:
+            body = spool_file(n, q)
+        else:
+            with open(os.path.join(fresh_state, "mail", delivered[q][0]), "rb") as f:
+                body = f.read()
         assert body.endswith(b"y" * 2000 + b"\r\n")
+    # And what was still queued is delivered after the restart.
+    assert wait_until(lambda: n.sql("SELECT COUNT(*) FROM queue_messages") == [["0"]], timeout=60)
     assert n.stop() == 0
+
+
+def test_local_delivery_into_inbox_exactly_once(mx):
+    """From RCPT to the INBOX: the spool delivers local recipients once each
+    (an address given twice through an alias counts once), links the body
+    into the mail root, allocates UIDs and accounts the quota."""
+    mx.ctl("service", "start", "spool")
+    bob = mailbox_id(mx, "bob@demo.test")
+    before = int(mx.sql("SELECT messages FROM mailboxes WHERE id = %s" % bob)[0][0])
+    with smtplib.SMTP("127.0.0.1", mx.port(2525), timeout=10) as s:
+        s.ehlo("client.example")
+        s.mail("deliver@remote.example")
+        s.rcpt("bob@demo.test")
+        s.rcpt("team@demo.test")           # alice and bob again
+        code, reply = s.data("Subject: to the inbox\r\n\r\nhello bob\r\n")
+    qid = qid_of(reply)
+    assert wait_until(lambda: mx.sql("SELECT COUNT(*) FROM queue_messages WHERE qid = '%s'" % qid) == [["0"]],
+                      timeout=20), "still queued: %s" % mx.sql("SELECT state, last_error FROM queue_recipients")
+    rows = mx.sql("SELECT f.name, x.address, m.uid, m.size, m.return_path, m.file FROM messages m "
+                  "JOIN folders f ON f.id = m.folder_id JOIN mailboxes x ON x.id = f.mailbox_id "
+                  "WHERE m.queue_qid = '%s' ORDER BY x.address" % qid)
+    assert [(r[0], r[1], r[4]) for r in rows] == [("INBOX", "alice@demo.test", "deliver@remote.example"),
+                                                   ("INBOX", "bob@demo.test", "deliver@remote.example")]
+    for r in rows:
+        with open(os.path.join(mx.state_dir, "mail", r[5]), "rb") as f:
+            body = f.read()
+        assert body.endswith(b"hello bob\r\n") and int(r[3]) == len(body)
+    assert not os.path.exists(os.path.join(mx.state_dir, "spool", "msg", qid)), "retired from the spool"
+    assert int(mx.sql("SELECT messages FROM mailboxes WHERE id = %s" % bob)[0][0]) == before + 1
+    # New mailboxes come with their special-use folders.
+    folders = mx.sql("SELECT name, special_use FROM folders WHERE mailbox_id = %s ORDER BY name" % bob)
+    assert folders == [["Archive", "\\Archive"], ["Drafts", "\\Drafts"], ["INBOX", ""],
+                       ["Junk", "\\Junk"], ["Sent", "\\Sent"], ["Trash", "\\Trash"]]
+
+
+def test_stopping_the_spool_keeps_mail_queued(mx):
+    mx.ctl("service", "stop", "spool")
+    try:
+        with smtplib.SMTP("127.0.0.1", mx.port(2525), timeout=10) as s:
+            s.ehlo("client.example")
+            s.mail("held@remote.example")
+            s.rcpt("alice@demo.test")
+            code, reply = s.data("Subject: wait\r\n\r\nlater\r\n")
+        qid = qid_of(reply)
+        time.sleep(1.5)
+        assert mx.sql("SELECT r.state FROM queue_recipients r JOIN queue_messages m ON m.id = r.message_id "
+                      "WHERE m.qid = '%s'" % qid) == [["queued"]]
+    finally:
+        mx.ctl("service", "start", "spool")
+    assert wait_until(lambda: mx.sql("SELECT COUNT(*) FROM queue_messages WHERE qid = '%s'" % qid) == [["0"]],
+                      timeout=20)
+    assert mx.sql("SELECT COUNT(*) FROM messages WHERE queue_qid = '%s'" % qid) == [["1"]]
