@@ -76,16 +76,16 @@ place_body(const struct due *x, char *rel, size_t rellen, char *err, size_t errl
 		return -1;
 	}
 	if (mkdir_fsync(dir) == -1) {
-		snprintf(err, errlen, "mkdir %s: %s", dir, strerror(errno));
+		snprintf(err, errlen, "mkdir %.300s: %s", dir, strerror(errno));
 		return -1;
 	}
 	if (link(src, dst) == -1 && errno != EEXIST) {
-		snprintf(err, errlen, "link %s: %s", dst, strerror(errno));
+		snprintf(err, errlen, "link %.300s: %s", dst, strerror(errno));
 		return -1;
 	}
 	/* The name must be durable before the row that points to it. */
 	if (fsync_dir(dir) == -1) {
-		snprintf(err, errlen, "fsync %s: %s", dir, strerror(errno));
+		snprintf(err, errlen, "fsync %.300s: %s", dir, strerror(errno));
 		return -1;
 	}
 	return 0;

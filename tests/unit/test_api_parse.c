@@ -202,7 +202,7 @@ q_ok(const char *query, const char *key, const char *want)
 
 	memset(out, 'x', sizeof(out));
 	if (api_query_get(query, key, out, sizeof(out)) != 0)
-		fail_msg("'%s' not found in '%s'", key, query);
+		fail_msg("'%s' not found in '%s'", key, query ? query : "(null)");
 	assert_string_equal(out, want);
 }
 
@@ -212,7 +212,7 @@ q_absent(const char *query, const char *key)
 	char out[32];
 
 	if (api_query_get(query, key, out, sizeof(out)) != -1)
-		fail_msg("'%s' found in '%s'", key, query);
+		fail_msg("'%s' found in '%s'", key, query ? query : "(null)");
 }
 
 static void
