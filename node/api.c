@@ -11,6 +11,7 @@
 #include "service.h"
 #include "session.h"
 #include "prov_api.h"
+#include "queue_api.h"
 #include "yamlw.h"
 
 #define API_VERSION	"mailnode/v1"
@@ -256,6 +257,18 @@ reply_status(struct api_request *r)
 	yamlw_kstr(&w, "mode", node_info.database);
 	yamlw_kstr(&w, "status", db_pool_up() ? "up" : "down");
 	yamlw_map_end(&w);
+	{
+		uint64_t depth, bytes, age;
+
+		if (queue_api_figures(&depth, &bytes, &age)) {
+			yamlw_str(&w, "queue");
+			yamlw_map(&w);
+			yamlw_ku64(&w, "depth", depth);
+			yamlw_ku64(&w, "bytes", bytes);
+			yamlw_ku64(&w, "oldestAge", age);
+			yamlw_map_end(&w);
+		}
+	}
 	yamlw_map_end(&w);
 	yamlw_str(&w, "services");
 	yamlw_seq(&w);
@@ -373,11 +386,11 @@ api_handle(struct api_request *r)
 	buf_init(&r->out, 0);
 	/* Services are the node's own: a tenant-limited token cannot see them. */
 	if (r->scope[0] && (strncmp(p, "/v1/services", 12) == 0 || strcmp(p, "/v1/status") == 0 ||
-	    strcmp(p, "/v1/sessions") == 0)) {
+	    strcmp(p, "/v1/sessions") == 0 || strncmp(p, "/v1/queue", 9) == 0)) {
 		api_reply_error(r, 403, "this token is limited to tenant '%s'", r->scope);
 		return;
 	}
-	if (prov_api_handle(r))
+	if (prov_api_handle(r) || queue_api_handle(r))
 		return;
 	if (strcmp(p, "/v1/status") == 0) {
 		if (!get)

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "loop.h"
 #include "migrate.h"
+#include "queue_api.h"
 #include "service.h"
 #include "service_store.h"
 #include "settings.h"
@@ -354,6 +355,8 @@ main(int argc, char **argv)
 		if (delivery_init(path, mail, &conf, err, sizeof(err)) == -1)
 			goto fail;
 	}
+	queue_api_init(path);
+	queue_api_watch(2000);
 
 	snprintf(path, sizeof(path), "%s/run/control.sock", o.state_dir);
 	if (control_start(path, err, sizeof(err)) == -1)

@@ -39,6 +39,9 @@ usage(void)
 	    "                                 aliases, services\n"
 	    "  delete KIND NAME [--purge]     delete; --purge also removes the mail it holds\n"
 	    "  passwd ADDRESS                 set a mailbox password (read from standard input)\n"
+	    "  queue [list]                   queued messages\n"
+	    "  queue show|retry|hold|release|delete ID\n"
+	    "                                 one message; delete removes its mail for good\n"
 	    "  token create [--tenant T] [--description D]\n"
 	    "                                 an admin API token (shown once)\n"
 	    "The socket defaults to $MAILNODE_CONTROL or ./var/run/control.sock.\n");
@@ -126,10 +129,14 @@ print_status(const struct ydoc_stream *st)
 	const struct ydoc_node *node = ydoc_get(doc, "node"), *svcs = ydoc_get(doc, "services");
 	size_t i;
 
-	printf("mailnode %s, up %ss, %s loops, %s sessions; database %s (%s)\n\n",
+	printf("mailnode %s, up %ss, %s loops, %s sessions; database %s (%s)\n",
 	    get_str(node, "version"), get_str(node, "uptime"), get_str(node, "loops"),
 	    get_str(node, "sessions"), get_path(node, "database", "mode"),
 	    get_path(node, "database", "status"));
+	if (ydoc_get(node, "queue"))
+		printf("queue: %s messages, %s bytes, oldest %ss\n", get_path(node, "queue", "depth"),
+		    get_path(node, "queue", "bytes"), get_path(node, "queue", "oldestAge"));
+	printf("\n");
 	printf("%-15s %-9s %6s %8s %8s %8s  %s\n", "SERVICE", "STATE", "PORT",
 	    "CURRENT", "TOTAL", "REJECTED", "REASON");
 	for (i = 0; svcs && svcs->type == YDOC_SEQ && i < svcs->n; i++) {
@@ -295,6 +302,44 @@ print_message(const struct ydoc_stream *st)
 }
 
 static void
+print_queue(const struct ydoc_stream *st)
+{
+	const struct ydoc_node *items = st->ndocs ? ydoc_get(st->docs[0], "items") : NULL;
+	size_t i;
+
+	printf("%-26s %-10s %-5s %-8s %-21s %s\n", "ID", "SIZE", "HELD", "PENDING", "RECEIVED", "SENDER");
+	for (i = 0; items && items->type == YDOC_SEQ && i < items->n; i++) {
+		const struct ydoc_node *m = items->items[i];
+
+		printf("%-26s %-10s %-5s %-8s %-21s %s\n", get_str(m, "id"), get_str(m, "size"),
+		    get_str(m, "held"), get_str(m, "pending"), get_str(m, "received"), get_str(m, "sender"));
+	}
+}
+
+static void
+print_queue_message(const struct ydoc_stream *st)
+{
+	const struct ydoc_node *d = st->ndocs ? st->docs[0] : NULL, *m = ydoc_get(d, "message");
+	const struct ydoc_node *rc = ydoc_get(m, "recipients");
+	size_t i;
+
+	if (strcmp(get_str(d, "kind"), "QueueDeleted") == 0) {
+		printf("deleted %s\n", get_str(d, "id"));
+		return;
+	}
+	printf("%s from %s, %s bytes, received %s%s\n", get_str(m, "id"), get_str(m, "sender"),
+	    get_str(m, "size"), get_str(m, "received"),
+	    strcmp(get_str(m, "held"), "true") == 0 ? ", held" : "");
+	for (i = 0; rc && rc->type == YDOC_SEQ && i < rc->n; i++) {
+		const struct ydoc_node *r = rc->items[i];
+
+		printf("  %-40s %-6s %-9s attempts %s, next %s%s%s\n", get_str(r, "address"),
+		    get_str(r, "delivery"), get_str(r, "state"), get_str(r, "attempts"),
+		    get_str(r, "nextAttempt"), *get_str(r, "lastError") ? ": " : "", get_str(r, "lastError"));
+	}
+}
+
+static void
 print_apply(const struct ydoc_stream *st)
 {
 	const struct ydoc_node *d = st->ndocs ? st->docs[0] : NULL;
@@ -456,6 +501,23 @@ main(int argc, char **argv)
 		if (read_password(&payload) == -1)
 			return EXIT_USAGE;
 		print = print_message;
+	} else if (strcmp(cmd, "queue") == 0 && (argc == 1 || strcmp(argv[1], "list") == 0)) {
+		snprintf(path, sizeof(path), "/v1/queue");
+		print = print_queue;
+	} else if (strcmp(cmd, "queue") == 0 && argc >= 3 && valid_word(argv[2])) {
+		const char *op = argv[1];
+
+		print = print_queue_message;
+		if (strcmp(op, "show") == 0)
+			snprintf(path, sizeof(path), "/v1/queue/%s", argv[2]);
+		else if (strcmp(op, "delete") == 0) {
+			method = "DELETE";
+			snprintf(path, sizeof(path), "/v1/queue/%s", argv[2]);
+		} else if (strcmp(op, "retry") == 0 || strcmp(op, "hold") == 0 || strcmp(op, "release") == 0) {
+			method = "POST";
+			snprintf(path, sizeof(path), "/v1/queue/%s/%s", argv[2], op);
+		} else
+			usage();
 	} else if (strcmp(cmd, "token") == 0 && argc >= 2 && strcmp(argv[1], "create") == 0) {
 		struct buf q;
 

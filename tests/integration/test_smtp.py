@@ -395,6 +395,40 @@ def test_kill9_loses_no_accepted_message(fresh_state):
     assert n.stop() == 0
 
 
+def test_queue_operations_and_status(mx):
+    with smtplib.SMTP("127.0.0.1", mx.port(2525), timeout=10) as s:
+        s.ehlo("client.example")
+        s.mail("ops@remote.example")
+        s.rcpt("bob@demo.test")
+        qid = qid_of(s.data("Subject: ops\r\n\r\nq\r\n")[1])
+        s.mail("ops@remote.example")
+        s.rcpt("bob@demo.test")
+        doomed = qid_of(s.data("Subject: gone\r\n\r\nq\r\n")[1])
+    listing = mx.ctl_yaml("queue")[0]["items"]
+    assert {qid, doomed} <= {m["id"] for m in listing}
+    assert qid in mx.ctl("queue").stdout
+    shown = mx.ctl_yaml("queue", "show", qid)[0]["message"]
+    assert shown["sender"] == "ops@remote.example" and shown["held"] is False
+    assert shown["recipients"] == [{"address": "bob@demo.test", "delivery": "local", "state": "queued",
+                                    "attempts": 0, "nextAttempt": shown["recipients"][0]["nextAttempt"]}]
+    assert mx.ctl_yaml("queue", "hold", qid)[0]["message"]["held"] is True
+    assert wait_until(lambda: mx.ctl_yaml("status")[0]["node"].get("queue", {}).get("depth", 0) >= 2,
+                      timeout=10)
+    r = mx.ctl("queue", "delete", doomed)
+    assert "deleted " + doomed in r.stdout
+    assert not os.path.exists(os.path.join(mx.state_dir, "spool", "msg", doomed))
+    assert mx.ctl("queue", "show", doomed, check=False).returncode == 1
+    assert mx.ctl("queue", "show", "not-a-queue-id", check=False).returncode == 1
+    # Held mail is not delivered when the spool runs; released, it is.
+    mx.ctl("service", "start", "spool")
+    time.sleep(1.5)
+    assert mx.sql("SELECT COUNT(*) FROM queue_messages WHERE qid = '%s'" % qid) == [["1"]]
+    mx.ctl("queue", "release", qid)
+    assert wait_until(lambda: mx.sql("SELECT COUNT(*) FROM messages WHERE queue_qid = '%s'" % qid) == [["1"]],
+                      timeout=20)
+    mx.ctl("service", "stop", "spool")
+
+
 def test_local_delivery_into_inbox_exactly_once(mx):
     """From RCPT to the INBOX: the spool delivers local recipients once each
     (an address given twice through an alias counts once), links the body
