@@ -102,17 +102,12 @@ api_reply(struct api_request *r, int status)
 }
 
 void
-api_reply_error(struct api_request *r, int status, const char *fmt, ...)
+api_error_doc(struct buf *out, int status, const char *msg)
 {
 	struct yamlw w;
-	char msg[1024];
-	va_list ap;
 
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	buf_reset(&r->out);
-	yamlw_begin(&w, &r->out);
+	buf_reset(out);
+	yamlw_begin(&w, out);
 	yamlw_doc(&w);
 	yamlw_map(&w);
 	yamlw_kstr(&w, "apiVersion", API_VERSION);
@@ -121,9 +116,21 @@ api_reply_error(struct api_request *r, int status, const char *fmt, ...)
 	yamlw_kstr(&w, "message", msg);
 	yamlw_map_end(&w);
 	if (yamlw_end(&w) == -1) {
-		buf_reset(&r->out);
-		buf_printf(&r->out, "kind: Error\ncode: %d\n", status);
+		buf_reset(out);
+		buf_printf(out, "kind: Error\ncode: %d\n", status);
 	}
+}
+
+void
+api_reply_error(struct api_request *r, int status, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	api_error_doc(&r->out, status, msg);
 	finish(r, status);
 }
 

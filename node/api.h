@@ -42,6 +42,8 @@ void	 api_set_node_info(const struct api_node_info *);
 int	 api_parse_request_line(struct api_request *, const char *line, size_t len);
 /* Handle the request; calls req->reply exactly once (maybe later). */
 void	 api_handle(struct api_request *);
+/* Write an Error document (apiVersion, kind: Error, code, message) into out. */
+void	 api_error_doc(struct buf *out, int status, const char *message);
 /* Answer with an Error document. */
 void	 api_reply_error(struct api_request *, int status, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));

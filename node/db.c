@@ -27,6 +27,36 @@ db_conf_free(struct db_conf *c)
 	memset(c, 0, sizeof(*c));
 }
 
+int
+db_conf_copy(struct db_conf *to, const struct db_conf *from)
+{
+	memset(to, 0, sizeof(*to));
+	to->port = from->port;
+	if ((from->host && (to->host = strdup(from->host)) == NULL) ||
+	    (from->socket && (to->socket = strdup(from->socket)) == NULL) ||
+	    (from->user && (to->user = strdup(from->user)) == NULL) ||
+	    (from->password && (to->password = strdup(from->password)) == NULL) ||
+	    (from->database && (to->database = strdup(from->database)) == NULL)) {
+		db_conf_free(to);
+		return -1;
+	}
+	return 0;
+}
+
+int
+db_quote(MYSQL *m, struct buf *b, const char *s)
+{
+	size_t n;
+
+	if (s == NULL)
+		return buf_puts(b, "NULL");
+	n = strlen(s);
+	if (buf_puts(b, "'") == -1 || buf_reserve(b, 2 * n + 1) == -1)
+		return -1;
+	b->len += mysql_real_escape_string(m, b->data + b->len, s, (unsigned long)n);
+	return buf_puts(b, "'");
+}
+
 static char *
 dup_range(const char *p, size_t n)
 {
@@ -258,12 +288,8 @@ db_pool_start(const struct db_conf *c, unsigned n)
 {
 	unsigned i;
 
-	pool.conf.host = c->host ? strdup(c->host) : NULL;
-	pool.conf.port = c->port;
-	pool.conf.socket = c->socket ? strdup(c->socket) : NULL;
-	pool.conf.user = c->user ? strdup(c->user) : NULL;
-	pool.conf.password = c->password ? strdup(c->password) : NULL;
-	pool.conf.database = strdup(c->database);
+	if (db_conf_copy(&pool.conf, c) == -1)
+		return -1;
 	pool.stopping = false;
 	atomic_store(&pool.up, true);
 	if ((pool.threads = calloc(n, sizeof(*pool.threads))) == NULL)

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <mysql.h>
 
+#include "buf.h"
+
 struct db_conf {
 	char		*host;		/* NULL with socket */
 	unsigned	 port;
@@ -21,8 +23,13 @@ struct db_conf {
  * mysql://user@localhost/database?socket=/run/mysqld/mysqld.sock */
 int	 db_conf_parse(const char *dsn, struct db_conf *, char *err, size_t errlen);
 void	 db_conf_free(struct db_conf *);
+/* A deep copy (threads keep their own); -1 on allocation failure. */
+int	 db_conf_copy(struct db_conf *to, const struct db_conf *from);
 /* Connect (blocking), creating the database first when create_db is set. */
 MYSQL	*db_connect(const struct db_conf *, bool create_db, char *err, size_t errlen);
+/* Append s to b as a quoted SQL string literal, escaped for m's
+ * connection; NULL appends NULL. */
+int	 db_quote(MYSQL *, struct buf *, const char *s);
 /* Run statements that return no rows; -1 with the server's message. */
 int	 db_exec(MYSQL *, const char *sql, char *err, size_t errlen);
 

@@ -293,13 +293,10 @@ delivery_init(const char *spool_dir, const char *mail_root, const struct db_conf
 		snprintf(err, errlen, "mail root %s: %s", d.mail_root, strerror(errno));
 		return -1;
 	}
-	memset(&d.conf, 0, sizeof(d.conf));
-	d.conf.host = c->host ? strdup(c->host) : NULL;
-	d.conf.port = c->port;
-	d.conf.socket = c->socket ? strdup(c->socket) : NULL;
-	d.conf.user = c->user ? strdup(c->user) : NULL;
-	d.conf.password = c->password ? strdup(c->password) : NULL;
-	d.conf.database = c->database ? strdup(c->database) : NULL;
+	if (db_conf_copy(&d.conf, c) == -1) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	return 0;
 }
 

@@ -47,19 +47,8 @@ queue_api_init(const char *spool_dir)
 static void
 error_doc(struct qjob *j, int status, const char *msg)
 {
-	struct yamlw w;
-
 	j->status = status;
-	buf_reset(&j->out);
-	yamlw_begin(&w, &j->out);
-	yamlw_doc(&w);
-	yamlw_map(&w);
-	yamlw_kstr(&w, "apiVersion", "mailnode/v1");
-	yamlw_kstr(&w, "kind", "Error");
-	yamlw_ku64(&w, "code", (uint64_t)status);
-	yamlw_kstr(&w, "message", msg);
-	yamlw_map_end(&w);
-	(void)yamlw_end(&w);
+	api_error_doc(&j->out, status, msg);
 }
 
 static int

@@ -147,20 +147,6 @@ service_store_read(MYSQL *m, const char *name, struct service_row *r, char *err,
 	return 0;
 }
 
-static int
-quote_or_null(MYSQL *m, struct buf *b, const char *s)
-{
-	size_t n;
-
-	if (s == NULL)
-		return buf_puts(b, "NULL");
-	n = strlen(s);
-	if (buf_puts(b, "'") == -1 || buf_reserve(b, 2 * n + 1) == -1)
-		return -1;
-	b->len += mysql_real_escape_string(m, b->data + b->len, s, (unsigned long)n);
-	return buf_puts(b, "'");
-}
-
 int
 service_store_write(MYSQL *m, const char *name, const struct service_row *r, char *err, size_t errlen)
 {
@@ -192,13 +178,13 @@ service_store_write(MYSQL *m, const char *name, const struct service_row *r, cha
 		else if (d->type == SETTING_BOOL)
 			rc = buf_puts(&q, strcmp(buf_cstr(&v), "true") == 0 ? "1" : "0");
 		else
-			rc = quote_or_null(m, &q, buf_cstr(&v));
+			rc = db_quote(m, &q, buf_cstr(&v));
 		if (rc == -1)
 			goto nomem;
 		rc = -1;
 	}
-	if (buf_puts(&q, ", access = ") == -1 || quote_or_null(m, &q, r->access) == -1 ||
-	    buf_puts(&q, ", connections = ") == -1 || quote_or_null(m, &q, r->connections) == -1 ||
+	if (buf_puts(&q, ", access = ") == -1 || db_quote(m, &q, r->access) == -1 ||
+	    buf_puts(&q, ", connections = ") == -1 || db_quote(m, &q, r->connections) == -1 ||
 	    buf_printf(&q, " WHERE name = '%s'", s->def->name) == -1)
 		goto nomem;
 	if (mysql_real_query(m, buf_data(&q), buf_len(&q)) != 0) {

@@ -4,8 +4,8 @@
  * bounded by an explicit length (never by a NUL) and every refusal comes
  * with the complete reply. Conventions not spelled out in smtp_parse.h:
  *
- * - The command struct is zeroed on entry; verb is set as soon as the verb
- *   is known, also when the line is then refused (SMTP_UNKNOWN before).
+ * - On -1 the command struct is all zero but for verb, which is the verb
+ *   of the refused line when it was known (SMTP_UNKNOWN otherwise).
  * - Trailing spaces on a line are ignored. The verb is followed by exactly
  *   one space; "MAIL FROM:" and "RCPT TO:" may have one space after the
  *   colon; ESMTP parameters are separated by one or more spaces. Tabs and
@@ -25,6 +25,10 @@
  *   Address literals keep their text (lower-cased, "IPv6:" tag spelled so).
  * - xtext hex escapes are accepted in either case. Decoded ENVID, AUTH and
  *   ORCPT values must be printable (ORCPT utf-8 also UTF-8 text).
+ * - cmd->arg: HELO/EHLO one word of printable ASCII; AUTH "MECHANISM" or
+ *   "MECHANISM initial-response" (mechanism upper-cased, response checked
+ *   as base64 or "="); VRFY/EXPN/HELP text as sent (printable, UTF-8
+ *   allowed). NOOP text is ignored and not kept.
  * - A known verb whose extension is not offered (BDAT, AUTH) gets
  *   502 5.5.1; BODY=8BITMIME/BINARYMIME without that extension offered
  *   gets 504 5.5.4 (BODY itself is offered by either extension).
@@ -280,6 +284,14 @@ why_fail(char *why, size_t whylen, const char *msg)
 	return -1;
 }
 
+/* Inner parsers say why through a static string and return -1. */
+static int
+set_why(const char **why, const char *msg)
+{
+	*why = msg;
+	return -1;
+}
+
 /* A Domain (RFC 5321 4.1.2: hostname labels; U-labels when utf8_ok),
  * written lower-cased to out (dl + 1 bytes) if out is not NULL. */
 static int
@@ -290,15 +302,15 @@ parse_hostname(const char *d, size_t dl, bool utf8_ok, char *out, bool *utf8,
 	size_t			 i, lab = 0, l;
 
 	if (dl == 0)
-		return *why = "missing domain", -1;
+		return set_why(why, "missing domain");
 	if (dl > SMTP_DOMAIN_MAX)
-		return *why = "domain too long", -1;
+		return set_why(why, "domain too long");
 	for (i = 0; i < dl; ) {
 		if (p[i] == '.') {
 			if (lab == 0)
-				return *why = "empty domain label", -1;
+				return set_why(why, "empty domain label");
 			if (p[i - 1] == '-')
-				return *why = "domain label ends with a hyphen", -1;
+				return set_why(why, "domain label ends with a hyphen");
 			lab = 0;
 			if (out != NULL)
 				out[i] = '.';
@@ -307,15 +319,15 @@ parse_hostname(const char *d, size_t dl, bool utf8_ok, char *out, bool *utf8,
 		}
 		if (p[i] >= 0x80) {
 			if (!utf8_ok)
-				return *why = "non-ASCII domain without SMTPUTF8", -1;
+				return set_why(why, "non-ASCII domain without SMTPUTF8");
 			if ((l = utf8_len(p + i, dl - i)) == 0)
-				return *why = "malformed UTF-8 in domain", -1;
+				return set_why(why, "malformed UTF-8 in domain");
 			if (out != NULL)
 				memcpy(out + i, p + i, l);
 			*utf8 = true;
 		} else if (p[i] == '-') {
 			if (lab == 0)
-				return *why = "domain label starts with a hyphen", -1;
+				return set_why(why, "domain label starts with a hyphen");
 			l = 1;
 			if (out != NULL)
 				out[i] = '-';
@@ -324,17 +336,17 @@ parse_hostname(const char *d, size_t dl, bool utf8_ok, char *out, bool *utf8,
 			if (out != NULL)
 				out[i] = (char)to_lower(p[i]);
 		} else
-			return *why = "bad character in domain", -1;
+			return set_why(why, "bad character in domain");
 		i += l;
 		lab += l;
 		if (lab > 63)
-			return *why = "domain label too long", -1;
+			return set_why(why, "domain label too long");
 	}
 	/* also catches a trailing dot: "example.com." names the root */
 	if (lab == 0)
-		return *why = "domain ends with a dot", -1;
+		return set_why(why, "domain ends with a dot");
 	if (p[dl - 1] == '-')
-		return *why = "domain label ends with a hyphen", -1;
+		return set_why(why, "domain label ends with a hyphen");
 	if (out != NULL)
 		out[dl] = '\0';
 	return 0;
@@ -352,7 +364,7 @@ parse_literal(const char *d, size_t dl, struct smtp_addr *a, const char **why)
 	bool		 v6;
 
 	if (dl < 3 || d[dl - 1] != ']')
-		return *why = "unterminated address literal", -1;
+		return set_why(why, "unterminated address literal");
 	in = d + 1;
 	il = dl - 2;
 	v6 = il >= 5 && ieq(in, "IPv6:", 5);
@@ -363,18 +375,18 @@ parse_literal(const char *d, size_t dl, struct smtp_addr *a, const char **why)
 	/* Check the characters ourselves: inet_pton reads to a NUL and would
 	 * take a valid prefix of "1.2.3.4\0junk" for the whole. */
 	if (il == 0 || il >= sizeof(tmp))
-		return *why = "bad address literal", -1;
+		return set_why(why, "bad address literal");
 	for (i = 0; i < il; i++) {
 		unsigned char	 c = (unsigned char)in[i];
 
 		if (!(is_digit(c) || c == '.' || (v6 && (c == ':' || hexval(c) >= 0))))
-			return *why = v6 ? "bad IPv6 address literal" :
-			    "bad or unsupported address literal", -1;
+			return set_why(why, v6 ? "bad IPv6 address literal" :
+			    "bad or unsupported address literal");
 		tmp[i] = (char)to_lower(c);
 	}
 	tmp[il] = '\0';
 	if (v6 ? inet_pton(AF_INET6, tmp, &in6) != 1 : inet_pton(AF_INET, tmp, &in4) != 1)
-		return *why = v6 ? "bad IPv6 address literal" : "bad IPv4 address literal", -1;
+		return set_why(why, v6 ? "bad IPv6 address literal" : "bad IPv4 address literal");
 
 	o = 0;
 	a->domain[o++] = '[';
@@ -400,9 +412,9 @@ parse_quoted(const unsigned char *p, size_t n, bool utf8_ok, struct smtp_addr *a
 
 	for (;;) {
 		if (i >= n)
-			return *why = "unterminated quoted string", -1;
+			return set_why(why, "unterminated quoted string");
 		if (i >= SMTP_LOCAL_MAX)	/* the closing quote at 63 at most */
-			return *why = "local part too long", -1;
+			return set_why(why, "local part too long");
 		if (p[i] == '"') {
 			i++;
 			break;
@@ -410,16 +422,16 @@ parse_quoted(const unsigned char *p, size_t n, bool utf8_ok, struct smtp_addr *a
 		if (p[i] == '\\') {
 			/* quoted-pairSMTP: backslash and one printable ASCII */
 			if (i + 1 >= n || p[i + 1] < 0x20 || p[i + 1] > 0x7e)
-				return *why = "bad quoted pair", -1;
+				return set_why(why, "bad quoted pair");
 			a->local[o++] = (char)p[i + 1];
 			i += 2;
 			continue;
 		}
 		if (p[i] >= 0x80) {
 			if (!utf8_ok)
-				return *why = "non-ASCII local part without SMTPUTF8", -1;
+				return set_why(why, "non-ASCII local part without SMTPUTF8");
 			if ((l = utf8_len(p + i, n - i)) == 0)
-				return *why = "malformed UTF-8 in local part", -1;
+				return set_why(why, "malformed UTF-8 in local part");
 			memcpy(a->local + o, p + i, l);
 			o += l;
 			i += l;
@@ -427,14 +439,14 @@ parse_quoted(const unsigned char *p, size_t n, bool utf8_ok, struct smtp_addr *a
 			continue;
 		}
 		if (is_ctl(p[i]))
-			return *why = "bad character in quoted string", -1;
+			return set_why(why, "bad character in quoted string");
 		a->local[o++] = (char)p[i++];
 	}
 	if (i > SMTP_LOCAL_MAX)
-		return *why = "local part too long", -1;
+		return set_why(why, "local part too long");
 	/* "" is grammatical but names no mailbox anyone should own */
 	if (o == 0)
-		return *why = "empty local part", -1;
+		return set_why(why, "empty local part");
 	a->local[o] = '\0';
 	a->local_quoted = true;
 	*end = i;
@@ -453,31 +465,31 @@ parse_dotstring(const unsigned char *p, size_t n, bool utf8_ok, struct smtp_addr
 	while (i < n && p[i] != '@') {
 		if (p[i] == '.') {
 			if (after_dot)
-				return *why = i == 0 ? "local part starts with a dot" :
-				    "empty atom in local part", -1;
+				return set_why(why, i == 0 ? "local part starts with a dot" :
+				    "empty atom in local part");
 			after_dot = true;
 			l = 1;
 		} else if (p[i] >= 0x80) {
 			if (!utf8_ok)
-				return *why = "non-ASCII local part without SMTPUTF8", -1;
+				return set_why(why, "non-ASCII local part without SMTPUTF8");
 			if ((l = utf8_len(p + i, n - i)) == 0)
-				return *why = "malformed UTF-8 in local part", -1;
+				return set_why(why, "malformed UTF-8 in local part");
 			a->utf8 = true;
 			after_dot = false;
 		} else if (is_atext(p[i])) {
 			after_dot = false;
 			l = 1;
 		} else
-			return *why = "bad character in local part", -1;
+			return set_why(why, "bad character in local part");
 		if (i + l > SMTP_LOCAL_MAX)
-			return *why = "local part too long", -1;
+			return set_why(why, "local part too long");
 		memcpy(a->local + i, p + i, l);
 		i += l;
 	}
 	if (i == 0)
-		return *why = "empty local part", -1;
+		return set_why(why, "empty local part");
 	if (after_dot)
-		return *why = "local part ends with a dot", -1;
+		return set_why(why, "local part ends with a dot");
 	a->local[i] = '\0';
 	*end = i;
 	return 0;
@@ -621,11 +633,12 @@ p_refuse(struct pctx *p, const char *text)
 static int
 bad_value(struct pctx *p, const char *name)
 {
-	char	 text[64];
-	size_t	 n = 0, l;
+	static const char	 prefix[] = "501 5.5.4 Bad value for ";
+	char			 text[64];
+	size_t			 n, l;
 
-	memcpy(text, "501 5.5.4 Bad value for ", 24);
-	n = 24;
+	n = sizeof(prefix) - 1;
+	memcpy(text, prefix, n);
 	l = strlen(name);	/* our own parameter names, all short */
 	if (l > sizeof(text) - n - 1)
 		l = sizeof(text) - n - 1;
@@ -1190,27 +1203,14 @@ static const struct {
 	{ "STARTTLS", SMTP_STARTTLS }, { "AUTH", SMTP_AUTH },
 };
 
-int
-smtp_parse_command(const char *line, size_t len, const struct smtp_offer *offer,
-    struct smtp_cmd *cmd, char *reply, size_t replylen)
+static int
+parse_line(struct pctx *pp, const char *line, size_t len)
 {
-	static const struct smtp_offer	 none;
-	struct pctx			 p;
-	const char			*arg;
-	size_t				 i, vl, al;
-	bool				 has_arg;
-
-	memset(cmd, 0, sizeof(*cmd));
-	cmd->verb = SMTP_UNKNOWN;
-	if (reply != NULL && replylen > 0)
-		reply[0] = '\0';
-	p.offer = offer != NULL ? offer : &none;
-	p.cmd = cmd;
-	p.reply = reply;
-	p.replylen = replylen;
-	p.mail = false;
-	if (line == NULL)
-		len = 0;
+	struct pctx		 p = *pp;
+	struct smtp_cmd		*cmd = p.cmd;
+	const char		*arg;
+	size_t			 i, vl, al;
+	bool			 has_arg;
 
 	if (len > SMTP_LINE_MAX - 2)
 		return p_refuse(&p, "500 5.5.6 Line too long");
@@ -1277,4 +1277,30 @@ smtp_parse_command(const char *line, size_t len, const struct smtp_offer *offer,
 		break;
 	}
 	return p_refuse(&p, "500 5.5.2 Command not recognized");
+}
+
+int
+smtp_parse_command(const char *line, size_t len, const struct smtp_offer *offer,
+    struct smtp_cmd *cmd, char *reply, size_t replylen)
+{
+	static const struct smtp_offer	 none;
+	struct pctx			 p;
+	enum smtp_verb			 verb;
+
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->verb = SMTP_UNKNOWN;
+	if (reply != NULL && replylen > 0)
+		reply[0] = '\0';
+	p.offer = offer != NULL ? offer : &none;
+	p.cmd = cmd;
+	p.reply = reply;
+	p.replylen = replylen;
+	p.mail = false;
+	if (parse_line(&p, line, line != NULL ? len : 0) == 0)
+		return 0;
+	/* nothing half-parsed is left for the session to trip over */
+	verb = cmd->verb;
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->verb = verb;
+	return -1;
 }

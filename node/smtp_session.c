@@ -165,7 +165,9 @@ offer(struct smtp_sess *s)
 	struct smtp_offer o = { .size = true, .eightbitmime = true, .smtputf8 = true, .dsn = true,
 	    .chunking = true, .binarymime = false, .auth = s->submission };
 
-	(void)s;
+	/* Inside a transaction, non-ASCII addresses only if MAIL said SMTPUTF8. */
+	if (s->in_mail && !s->mail.smtputf8)
+		o.smtputf8 = false;
 	return o;
 }
 

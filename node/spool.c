@@ -958,22 +958,6 @@ fail:
 	return -1;
 }
 
-static int
-conf_copy(struct db_conf *to, const struct db_conf *from)
-{
-	memset(to, 0, sizeof(*to));
-	to->port = from->port;
-	if ((from->host && (to->host = strdup(from->host)) == NULL) ||
-	    (from->socket && (to->socket = strdup(from->socket)) == NULL) ||
-	    (from->user && (to->user = strdup(from->user)) == NULL) ||
-	    (from->password && (to->password = strdup(from->password)) == NULL) ||
-	    (from->database && (to->database = strdup(from->database)) == NULL)) {
-		db_conf_free(to);
-		return -1;
-	}
-	return 0;
-}
-
 /* mkdirat that also flushes the parent when it created the directory, so a
  * crash cannot lose the directory that holds accepted messages. */
 static int
@@ -1038,7 +1022,7 @@ spool_init(const char *spool_dir, const struct db_conf *conf, char *err, size_t 
 		snprintf(err, errlen, "spool directory path too long");
 		return -1;
 	}
-	if (conf_copy(&sp.conf, conf) == -1) {
+	if (db_conf_copy(&sp.conf, conf) == -1) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}

@@ -66,7 +66,6 @@ out_error(struct job *j, int status, const char *fmt, ...) __attribute__((format
 static void
 out_error(struct job *j, int status, const char *fmt, ...)
 {
-	struct yamlw w;
 	char msg[768];
 	va_list ap;
 
@@ -74,16 +73,7 @@ out_error(struct job *j, int status, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	j->status = status;
-	buf_reset(&j->out);
-	yamlw_begin(&w, &j->out);
-	yamlw_doc(&w);
-	yamlw_map(&w);
-	yamlw_kstr(&w, "apiVersion", "mailnode/v1");
-	yamlw_kstr(&w, "kind", "Error");
-	yamlw_ku64(&w, "code", (uint64_t)status);
-	yamlw_kstr(&w, "message", msg);
-	yamlw_map_end(&w);
-	(void)yamlw_end(&w);
+	api_error_doc(&j->out, status, msg);
 }
 
 /* An object as the document get returns: what apply takes back unchanged. */

@@ -44,17 +44,6 @@ dir_kind_parse(const char *s, enum dir_kind *k)
 }
 
 static int
-quote(MYSQL *m, struct buf *b, const char *s)
-{
-	size_t n = strlen(s);
-
-	if (buf_puts(b, "'") == -1 || buf_reserve(b, 2 * n + 1) == -1)
-		return -1;
-	b->len += mysql_real_escape_string(m, b->data + b->len, s, (unsigned long)n);
-	return buf_puts(b, "'");
-}
-
-static int
 fail_sql(MYSQL *m, char *err, size_t errlen, const char *what)
 {
 	snprintf(err, errlen, "%s: %s (MariaDB error %u)", what, mysql_error(m), mysql_errno(m));
@@ -169,7 +158,7 @@ dir_load(MYSQL *m, enum dir_kind k, const char *const *names, size_t n, const ch
 		buf_reset(&q);
 		if (select_prefix(&q, k) == -1)
 			goto nomem;
-		if (tenant && (buf_puts(&q, " AND t.name = ") == -1 || quote(m, &q, tenant) == -1))
+		if (tenant && (buf_puts(&q, " AND t.name = ") == -1 || db_quote(m, &q, tenant) == -1))
 			goto nomem;
 		if (names != NULL) {
 			if (n == 0) {
@@ -179,7 +168,7 @@ dir_load(MYSQL *m, enum dir_kind k, const char *const *names, size_t n, const ch
 			if (buf_printf(&q, " AND %s IN (", key_column(k)) == -1)
 				goto nomem;
 			for (chunk = 0; i < n && chunk < 1000; i++, chunk++)
-				if ((chunk && buf_puts(&q, ",") == -1) || quote(m, &q, names[i]) == -1)
+				if ((chunk && buf_puts(&q, ",") == -1) || db_quote(m, &q, names[i]) == -1)
 					goto nomem;
 			if (buf_puts(&q, ")") == -1)
 				goto nomem;
@@ -233,15 +222,15 @@ dir_insert(MYSQL *m, struct dir_obj *o, char *err, size_t errlen)
 	switch (o->kind) {
 	case DIR_TENANT:
 		if (buf_puts(&q, "INSERT INTO tenants (name, spec) VALUES (") == -1 ||
-		    quote(m, &q, o->name) == -1 || buf_puts(&q, ",") == -1 ||
-		    quote(m, &q, o->spec) == -1 || buf_puts(&q, ")") == -1)
+		    db_quote(m, &q, o->name) == -1 || buf_puts(&q, ",") == -1 ||
+		    db_quote(m, &q, o->spec) == -1 || buf_puts(&q, ")") == -1)
 			goto nomem;
 		break;
 	case DIR_DOMAIN:
 		if (buf_printf(&q, "INSERT INTO domains (tenant_id, name, spec, tls_key) VALUES (%" PRIu64 ",",
-		    o->tenant_id) == -1 || quote(m, &q, o->name) == -1 || buf_puts(&q, ",") == -1 ||
-		    quote(m, &q, o->spec) == -1 || buf_puts(&q, ",") == -1 ||
-		    (o->secret ? quote(m, &q, o->secret) : buf_puts(&q, "NULL")) == -1 ||
+		    o->tenant_id) == -1 || db_quote(m, &q, o->name) == -1 || buf_puts(&q, ",") == -1 ||
+		    db_quote(m, &q, o->spec) == -1 || buf_puts(&q, ",") == -1 ||
+		    (o->secret ? db_quote(m, &q, o->secret) : buf_puts(&q, "NULL")) == -1 ||
 		    buf_puts(&q, ")") == -1)
 			goto nomem;
 		break;
@@ -250,11 +239,11 @@ dir_insert(MYSQL *m, struct dir_obj *o, char *err, size_t errlen)
 		if (buf_printf(&q, "INSERT INTO %s (tenant_id, domain_id, address, spec%s) VALUES "
 		    "(%" PRIu64 ", %" PRIu64 ",", kinds[o->kind].table,
 		    o->kind == DIR_MAILBOX ? ", password_hash" : "", o->tenant_id, o->domain_id) == -1 ||
-		    quote(m, &q, o->name) == -1 || buf_puts(&q, ",") == -1 ||
-		    quote(m, &q, o->spec) == -1)
+		    db_quote(m, &q, o->name) == -1 || buf_puts(&q, ",") == -1 ||
+		    db_quote(m, &q, o->spec) == -1)
 			goto nomem;
 		if (o->kind == DIR_MAILBOX && (buf_puts(&q, ",") == -1 ||
-		    (o->secret ? quote(m, &q, o->secret) : buf_puts(&q, "NULL")) == -1))
+		    (o->secret ? db_quote(m, &q, o->secret) : buf_puts(&q, "NULL")) == -1))
 			goto nomem;
 		if (buf_puts(&q, ")") == -1)
 			goto nomem;
@@ -293,11 +282,11 @@ dir_update(MYSQL *m, const struct dir_obj *o, bool set_secret, char *err, size_t
 
 	buf_init(&q, 0);
 	if (buf_printf(&q, "UPDATE %s SET spec = ", kinds[o->kind].table) == -1 ||
-	    quote(m, &q, o->spec) == -1)
+	    db_quote(m, &q, o->spec) == -1)
 		goto nomem;
 	if (set_secret && (o->kind == DIR_MAILBOX || o->kind == DIR_DOMAIN)) {
 		if (buf_printf(&q, ", %s = ", o->kind == DIR_MAILBOX ? "password_hash" : "tls_key") == -1 ||
-		    (o->secret ? quote(m, &q, o->secret) : buf_puts(&q, "NULL")) == -1)
+		    (o->secret ? db_quote(m, &q, o->secret) : buf_puts(&q, "NULL")) == -1)
 			goto nomem;
 	}
 	if (buf_printf(&q, " WHERE id = %" PRIu64, o->id) == -1)
@@ -372,7 +361,7 @@ dir_token_scope(MYSQL *m, const char *sha, char *tenant, size_t tenantlen, char 
 
 	buf_init(&q, 0);
 	if (buf_puts(&q, "SELECT COALESCE(t.name, '') FROM api_tokens k LEFT JOIN tenants t "
-	    "ON t.id = k.tenant_id WHERE k.token_sha256 = ") == -1 || quote(m, &q, sha) == -1) {
+	    "ON t.id = k.tenant_id WHERE k.token_sha256 = ") == -1 || db_quote(m, &q, sha) == -1) {
 		snprintf(err, errlen, "out of memory");
 		goto done;
 	}
@@ -402,9 +391,9 @@ dir_token_add(MYSQL *m, const char *sha, uint64_t tenant_id, const char *descrip
 
 	buf_init(&q, 0);
 	if (buf_puts(&q, "INSERT INTO api_tokens (token_sha256, tenant_id, description) VALUES (") == -1 ||
-	    quote(m, &q, sha) == -1 ||
+	    db_quote(m, &q, sha) == -1 ||
 	    (tenant_id ? buf_printf(&q, ", %" PRIu64 ", ", tenant_id) : buf_puts(&q, ", NULL, ")) == -1 ||
-	    quote(m, &q, description) == -1 || buf_puts(&q, ")") == -1) {
+	    db_quote(m, &q, description) == -1 || buf_puts(&q, ")") == -1) {
 		snprintf(err, errlen, "out of memory");
 		goto done;
 	}

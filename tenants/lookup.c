@@ -10,19 +10,9 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "db.h"
 #include "password.h"
 #include "ydoc.h"
-
-static int
-quote(MYSQL *m, struct buf *b, const char *s)
-{
-	size_t n = strlen(s);
-
-	if (buf_puts(b, "'") == -1 || buf_reserve(b, 2 * n + 1) == -1)
-		return -1;
-	b->len += mysql_real_escape_string(m, b->data + b->len, s, (unsigned long)n);
-	return buf_puts(b, "'");
-}
 
 /* Run a query built as prefix + quoted value + suffix; NULL on trouble. */
 static MYSQL_RES *
@@ -32,7 +22,7 @@ query1(MYSQL *m, const char *prefix, const char *value, const char *suffix)
 	MYSQL_RES *res = NULL;
 
 	buf_init(&q, 0);
-	if (buf_puts(&q, prefix) == 0 && quote(m, &q, value) == 0 && buf_puts(&q, suffix) == 0 &&
+	if (buf_puts(&q, prefix) == 0 && db_quote(m, &q, value) == 0 && buf_puts(&q, suffix) == 0 &&
 	    mysql_real_query(m, buf_data(&q), buf_len(&q)) == 0)
 		res = mysql_store_result(m);
 	buf_free(&q);

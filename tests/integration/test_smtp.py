@@ -268,6 +268,22 @@ def test_bdat_chunks(mx):
     s.close()
 
 
+def test_utf8_recipients_need_smtputf8(mx):
+    s = socket.create_connection(("127.0.0.1", mx.port(2525)), timeout=10)
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b"EHLO u.example\r\n")
+    while not f.readline().startswith(b"250 "):
+        pass
+    s.sendall(b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<j\xc3\xb6rg@demo.test>\r\n")
+    assert f.readline().startswith(b"250")
+    assert f.readline().startswith(b"553 5.6.7")
+    s.sendall(b"RSET\r\nMAIL FROM:<a@remote.example> SMTPUTF8\r\nRCPT TO:<j\xc3\xb6rg@demo.test>\r\n")
+    assert f.readline().startswith(b"250") and f.readline().startswith(b"250")
+    assert f.readline().startswith(b"550 5.1.1"), "a UTF-8 address is looked up like any other"
+    s.close()
+
+
 def test_syntax_errors_and_limits(mx):
     s = socket.create_connection(("127.0.0.1", mx.port(2525)), timeout=10)
     f = s.makefile("rb")
