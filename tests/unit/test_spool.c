@@ -244,7 +244,7 @@ static void
 rows(const char *sql, char *out, size_t outlen)
 {
 	MYSQL *m = db();
-	MYSQL_RES *res;
+	MYSQL_RES *res = NULL;
 	MYSQL_ROW row;
 	size_t n = 0;
 
