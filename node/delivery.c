@@ -270,8 +270,10 @@ runner(void *unused)
 					log_event(LOG_LVL_INFO, &(struct log_ctx){ .service = "spool" },
 					    "delivered %s to mailbox %" PRIu64, batch[i].qid, batch[i].mailbox_id);
 			}
+			/* Remote recipients: handed to other servers (blocking, here). */
+			n += remote_deliver_due(m);
 			retire_done(m);
-		} while (n == DELIVERY_BATCH && !d.stopping);
+		} while (n >= DELIVERY_BATCH && !d.stopping);
 	}
 	free(batch);
 	if (m)
@@ -282,7 +284,7 @@ runner(void *unused)
 
 int
 delivery_init(const char *spool_dir, const char *mail_root, const struct db_conf *c,
-    char *err, size_t errlen)
+    const struct remote_conf *rc, char *err, size_t errlen)
 {
 	if (snprintf(d.spool_msg, sizeof(d.spool_msg), "%s/msg", spool_dir) >= (int)sizeof(d.spool_msg) ||
 	    snprintf(d.mail_root, sizeof(d.mail_root), "%s", mail_root) >= (int)sizeof(d.mail_root)) {
@@ -297,6 +299,7 @@ delivery_init(const char *spool_dir, const char *mail_root, const struct db_conf
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	remote_init(rc, d.spool_msg);
 	return 0;
 }
 

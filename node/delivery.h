@@ -10,13 +10,14 @@
 #include <stddef.h>
 
 #include "db.h"
+#include "remote.h"
 #include "service.h"
 
 extern const struct service_handler delivery_runner;
 
 /* Where the spool keeps bodies and where mailboxes keep theirs. */
 int	 delivery_init(const char *spool_dir, const char *mail_root, const struct db_conf *,
-	    char *err, size_t errlen);
+	    const struct remote_conf *, char *err, size_t errlen);
 void	 delivery_fini(void);
 /* New mail was queued: look now rather than at the next poll. */
 void	 delivery_kick(void);

@@ -43,6 +43,7 @@ struct options {
 	unsigned	 loops;
 	enum log_level	 log_level;
 	bool		 syslog;
+	struct remote_conf remote;
 };
 
 static struct db_embedded	*embedded;
@@ -61,9 +62,37 @@ usage(void)
 	    "  --database DSN     external MariaDB, mysql://user:pass@host:port/db;\n"
 	    "                     also from $MAILNODE_DATABASE; default: embedded server\n"
 	    "  --loops N          event loops (default: one per core)\n"
+	    "  --relay-host H:P   hand all remote mail to this smarthost (also $MAILNODE_RELAY_HOST)\n"
+	    "                     instead of the recipient domains' MX hosts\n"
+	    "  --queue-lifetime S seconds a message may wait before it bounces (default 5 days)\n"
+	    "  --retry-min S      first retry delay, doubled per attempt up to 4h (default 300)\n"
 	    "  --log-level L      error, warn, info or debug (default info)\n"
 	    "  --settings-markdown  print the service settings reference and exit\n");
 	exit(2);
+}
+
+/* host:port of a smarthost that takes all remote mail. */
+static void
+set_relay(struct options *o, const char *s)
+{
+	const char *colon = strrchr(s, ':');
+	char *end;
+	long port = 25;
+
+	if (colon != NULL) {
+		port = strtol(colon + 1, &end, 10);
+		if (*end != '\0' || port < 1 || port > 65535 || colon == s) {
+			fprintf(stderr, "mailnoded: relay host must be HOST or HOST:PORT\n");
+			usage();
+		}
+	}
+	if ((size_t)(colon ? colon - s : (long)strlen(s)) >= sizeof(o->remote.relay_host)) {
+		fprintf(stderr, "mailnoded: relay host name too long\n");
+		usage();
+	}
+	snprintf(o->remote.relay_host, sizeof(o->remote.relay_host), "%.*s",
+	    (int)(colon ? colon - s : (long)strlen(s)), s);
+	o->remote.relay_port = (unsigned)port;
 }
 
 static void
@@ -79,6 +108,9 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "log-level", required_argument, NULL, 'L' },
 		{ "no-syslog", no_argument, NULL, 'S' },
 		{ "settings-markdown", no_argument, NULL, 'M' },
+		{ "relay-host", required_argument, NULL, 'R' },
+		{ "queue-lifetime", required_argument, NULL, 'T' },
+		{ "retry-min", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -92,6 +124,12 @@ parse_options(int argc, char **argv, struct options *o)
 	o->schema_dir = MAILNODE_SCHEMA_DIR;
 	o->log_level = LOG_LVL_INFO;
 	o->syslog = true;
+	o->remote.lifetime = 5 * 86400;
+	o->remote.retry_min = 300;
+	o->remote.retry_max = 4 * 3600;
+	o->remote.timeout = 300;
+	if (getenv("MAILNODE_RELAY_HOST"))
+		set_relay(o, getenv("MAILNODE_RELAY_HOST"));
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 's': o->state_dir = optarg; break;
@@ -99,6 +137,19 @@ parse_options(int argc, char **argv, struct options *o)
 		case 'm': o->schema_dir = optarg; break;
 		case 'D': o->dev = true; break;
 		case 'S': o->syslog = false; break;
+		case 'R': set_relay(o, optarg); break;
+		case 'T':
+		case 'r':
+			v = strtol(optarg, &end, 10);
+			if (*end != '\0' || v < 1 || v > 100 * 86400) {
+				fprintf(stderr, "mailnoded: bad number of seconds '%s'\n", optarg);
+				usage();
+			}
+			if (ch == 'T')
+				o->remote.lifetime = (unsigned)v;
+			else
+				o->remote.retry_min = (unsigned)v;
+			break;
 		case 'M':
 			/* docs/settings.md is this output: one definition, one doc. */
 			buf_init(&doc, 0);
@@ -352,7 +403,7 @@ main(int argc, char **argv)
 		char mail[PATH_MAX + 8];
 
 		snprintf(mail, sizeof(mail), "%s/mail", o.state_dir);
-		if (delivery_init(path, mail, &conf, err, sizeof(err)) == -1)
+		if (delivery_init(path, mail, &conf, &o.remote, err, sizeof(err)) == -1)
 			goto fail;
 	}
 	queue_api_init(path);

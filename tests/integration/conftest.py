@@ -41,10 +41,11 @@ def free_offset():
 class Node:
     """One mailnoded process over a state directory that outlives restarts."""
 
-    def __init__(self, state_dir, port_offset, database=None):
+    def __init__(self, state_dir, port_offset, database=None, extra=()):
         self.state_dir = state_dir
         self.port_offset = port_offset
         self.database = database
+        self.extra = list(extra)
         self.proc = None
         self.log_path = os.path.join(state_dir, "mailnoded.log")
 
@@ -57,6 +58,7 @@ class Node:
                 "--port-offset", str(self.port_offset)]
         if self.database:
             args += ["--database", self.database]
+        args += self.extra
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         self.log = open(self.log_path, "ab")

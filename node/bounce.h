@@ -1,0 +1,34 @@
+/* bounce: delivery status notifications (RFC 3464) for recipients that
+ * failed, queued to the message's sender through the spool like any other
+ * message (null reverse-path, so a bounce never bounces). Blocking: for the
+ * queue runner's thread. */
+#ifndef MAILNODE_BOUNCE_H
+#define MAILNODE_BOUNCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <mysql.h>
+
+struct bounce_rcpt {
+	const char	*address;
+	const char	*orcpt;		/* "rfc822;..." or "" */
+	const char	*status;	/* enhanced code, "5.1.1" */
+	const char	*diagnostic;	/* "smtp; 550 5.1.1 no such user", or our words */
+};
+
+struct bounce_info {
+	const char		*qid;		/* the failed message */
+	const char		*sender;	/* who is told; "" (null path): nobody */
+	const char		*envid;
+	bool			 ret_hdrs;	/* return headers only */
+	const char		*spool_msg_dir;
+	const struct bounce_rcpt *rcpts;
+	size_t			 nrcpts;
+};
+
+/* 1 queued, 0 nothing to send (null sender, sender unknown here and not
+ * remote), -1 failed (err says why; the caller keeps the recipients to
+ * try again). */
+int	 bounce_queue(MYSQL *, const struct bounce_info *, char *err, size_t errlen);
+
+#endif
