@@ -99,6 +99,38 @@ add_target(struct rcpt_result *r, const char *address, uint64_t mailbox_id)
 	return 0;
 }
 
+/* The forwardTo list (JSON) of a mailbox as targets: mailboxes hosted here
+ * directly, anything else by remote delivery. */
+static int mailbox_target(MYSQL *, const char *, struct rcpt_result *, bool);
+
+static int
+forward_targets(MYSQL *m, const char *json, struct rcpt_result *r)
+{
+	struct ydoc_stream *st = NULL;
+	char err[128];
+	size_t i;
+	int rc = 0;
+
+	if (ydoc_parse(json, strlen(json), &st, err, sizeof(err)) == -1 || st->ndocs == 0) {
+		ydoc_free(st);
+		return -1;
+	}
+	for (i = 0; i < ydoc_count(st->docs[0]) && st->docs[0]->type == YDOC_SEQ && rc == 0; i++) {
+		const char *to = ydoc_str(st->docs[0]->items[i]);
+		int found;
+
+		if (to == NULL)
+			continue;
+		/* A mailbox here takes it directly (no forwarding of forwards). */
+		if ((found = mailbox_target(m, to, r, false)) == -1)
+			rc = -1;
+		else if (found == 0 && add_target(r, to, 0) == -1)
+			rc = -1;
+	}
+	ydoc_free(st);
+	return rc;
+}
+
 /* A local mailbox by address: 1 found (fills verdict on trouble), 0 none, -1 db. */
 static int
 mailbox_target(MYSQL *m, const char *address, struct rcpt_result *r, bool check_state)
@@ -109,7 +141,8 @@ mailbox_target(MYSQL *m, const char *address, struct rcpt_result *r, bool check_
 	int rc;
 
 	res = query1(m, "SELECT id, state, JSON_VALUE(spec, '$.suspend.incoming'), "
-	    "JSON_VALUE(spec, '$.quota'), used_bytes FROM mailboxes WHERE address = ", address, "");
+	    "JSON_VALUE(spec, '$.quota'), used_bytes, JSON_QUERY(spec, '$.forwardTo'), "
+	    "JSON_VALUE(spec, '$.keepCopy') FROM mailboxes WHERE address = ", address, "");
 	if (res == NULL)
 		return -1;
 	if ((row = mysql_fetch_row(res)) == NULL) {
@@ -129,6 +162,14 @@ mailbox_target(MYSQL *m, const char *address, struct rcpt_result *r, bool check_
 	} else if (check_state && quota > 0 && used >= quota) {
 		r->verdict = RCPT_FULL;
 		snprintf(r->why, sizeof(r->why), "mailbox over quota");
+	} else if (check_state && row[5] != NULL) {
+		/* Forwarding: the forward addresses, and a copy here unless
+		 * keepCopy is false (it is true by default). */
+		if (forward_targets(m, row[5], r) == -1)
+			rc = -1;
+		else if ((row[6] == NULL || is_true(row[6])) &&
+		    add_target(r, address, strtoull(row[0], NULL, 10)) == -1)
+			rc = -1;
 	} else if (add_target(r, address, strtoull(row[0], NULL, 10)) == -1)
 		rc = -1;
 	mysql_free_result(res);

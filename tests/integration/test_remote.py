@@ -165,3 +165,29 @@ def test_lifetime_ends_in_a_bounce(relay):
     assert b"gave up after" in report and b"Status: 4.4.7" in report, "delivery time expired"
     assert sink.tries["slow@remote.example"] >= 2
     assert n.sql("SELECT COUNT(*) FROM queue_messages WHERE qid = '%s'" % qid) == [["0"]]
+
+
+def test_forwarding_keeps_a_copy_unless_told_not_to(relay):
+    n, sink = relay
+    import tempfile
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write("apiVersion: mailnode/v1\nkind: Mailbox\nmetadata: {name: fwd@demo.test, tenant: demo}\n"
+                "spec: {forwardTo: [away@remote.example, bob@demo.test]}\n---\n"
+                "apiVersion: mailnode/v1\nkind: Mailbox\nmetadata: {name: gone@demo.test, tenant: demo}\n"
+                "spec: {forwardTo: [elsewhere@remote.example], keepCopy: false}\n")
+    n.ctl("apply", "-f", f.name)
+    os.unlink(f.name)
+    with smtplib.SMTP("127.0.0.1", n.port(2525), timeout=10) as s:
+        s.ehlo("client.example")
+        s.mail("someone@outside.example")
+        assert s.rcpt("fwd@demo.test")[0] == 250
+        assert s.rcpt("gone@demo.test")[0] == 250
+        code, reply = s.data("Subject: fwd\r\n\r\nforward me\r\n")
+    qid = reply.split(b"queued as ")[1].strip().decode()
+    # Remote forward targets go out through the relay with the original sender.
+    assert wait_until(lambda: any("away@remote.example" in r for _, r, _ in sink.received), timeout=20)
+    assert wait_until(lambda: any("elsewhere@remote.example" in r for _, r, _ in sink.received), timeout=20)
+    got = n.sql("SELECT x.address FROM messages m JOIN folders f ON f.id = m.folder_id "
+                "JOIN mailboxes x ON x.id = f.mailbox_id WHERE m.queue_qid = '%s' ORDER BY x.address" % qid)
+    # fwd keeps a copy, bob (a local forward target) gets one, gone keeps none.
+    assert got == [["bob@demo.test"], ["fwd@demo.test"]]
