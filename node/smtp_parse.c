@@ -1253,11 +1253,11 @@ parse_line(struct pctx *pp, const char *line, size_t len)
 		return has_arg ? p_refuse(&p, "501 5.5.4 Syntax: STARTTLS") : 0;
 	case SMTP_BDAT:
 		if (!p.offer->chunking)
-			return p_refuse(&p, "502 5.5.1 Command not implemented");
+			return p_refuse(&p, "502 5.5.1 Command not available on this service");
 		return parse_bdat(&p, arg, al);
 	case SMTP_AUTH:
 		if (!p.offer->auth)
-			return p_refuse(&p, "502 5.5.1 Command not implemented");
+			return p_refuse(&p, "502 5.5.1 Command not available on this service");
 		return parse_auth(&p, arg, al);
 	case SMTP_NOOP:
 		/* the text is ignored (RFC 5321 4.1.1.9) */

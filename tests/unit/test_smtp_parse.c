@@ -930,7 +930,7 @@ test_bdat(void **state)
 	refused("BDAT 18446744073709551616", "501 5.5.4 Syntax: BDAT chunk-size [LAST]\r\n");
 	refused("BDAT  1", "501 5.5.4 Syntax: BDAT chunk-size [LAST]\r\n");
 	o.chunking = false;
-	refused_with("BDAT 1 LAST", &o, "502 5.5.1 Command not implemented\r\n");
+	refused_with("BDAT 1 LAST", &o, "502 5.5.1 Command not available on this service\r\n");
 	assert_int_equal(cmd.verb, SMTP_BDAT);
 }
 
@@ -959,7 +959,7 @@ test_auth(void **state)
 	refused("AUTH PLAIN ab-d", "501 5.5.2 ");
 	assert_string_equal(cmd.arg, "");
 	o.auth = false;
-	refused_with("AUTH PLAIN", &o, "502 5.5.1 Command not implemented\r\n");
+	refused_with("AUTH PLAIN", &o, "502 5.5.1 Command not available on this service\r\n");
 }
 
 /* ---- replies ---- */
