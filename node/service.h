@@ -64,6 +64,8 @@ struct service {
 	struct service_counters		 counters;
 	void				*impl;		/* the handler's own state */
 	bool				 want_running;	/* desired state: spec.state */
+	bool				 save_inflight;	/* a state save is with the database */
+	bool				 save_again;	/* the state changed during it */
 	char				*access;	/* rules as canonical JSON, NULL: open */
 	char				*connections;	/* limits as canonical JSON, NULL: none */
 };

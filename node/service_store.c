@@ -230,26 +230,53 @@ save_state_job(MYSQL *m, void *arg)
 	return 0;
 }
 
+static void save_state_submit(struct service *);
+
+/* One save per service at a time, so two saves can never land out of
+ * order on two workers; a change meanwhile is saved right after. */
 static void
 save_state_done(void *arg, int result)
 {
+	struct save_state *st = arg;
+	struct service *s = service_find(st->name);
+
 	(void)result;
-	free(arg);
+	free(st);
+	if (s == NULL)
+		return;
+	s->save_inflight = false;
+	if (s->save_again) {
+		s->save_again = false;
+		save_state_submit(s);
+	}
 }
 
-void
-service_store_save_state(struct service *s)
+static void
+save_state_submit(struct service *s)
 {
 	struct save_state *st;
 
-	if (s->state != SERVICE_RUNNING && s->state != SERVICE_STOPPED &&
-	    s->state != SERVICE_FAILED)
-		return;
 	if ((st = calloc(1, sizeof(*st))) == NULL)
 		return;
 	/* Service names are our own constants: safe to put in SQL as they are. */
 	snprintf(st->name, sizeof(st->name), "%s", s->def->name);
 	st->running = s->want_running;
-	if (db_submit(save_state_job, save_state_done, st) == -1)
+	s->save_inflight = true;
+	if (db_submit(save_state_job, save_state_done, st) == -1) {
+		s->save_inflight = false;
 		free(st);
+	}
+}
+
+void
+service_store_save_state(struct service *s)
+{
+	if (s->state != SERVICE_RUNNING && s->state != SERVICE_STOPPED &&
+	    s->state != SERVICE_FAILED)
+		return;
+	if (s->save_inflight) {
+		s->save_again = true;
+		return;
+	}
+	save_state_submit(s);
 }
