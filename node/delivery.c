@@ -40,12 +40,16 @@ struct due {
 	char		 sender[520];
 };
 
+static int fsync_dir(const char *);
+
+/* Create path if missing; a new directory's name is made durable in its
+ * parent, or a crash could take it (and the mail linked into it) away. */
 static int
-mkdir_fsync(const char *path)
+mkdir_fsync(const char *path, const char *parent)
 {
-	if (mkdir(path, 0700) == -1 && errno != EEXIST)
-		return -1;
-	return 0;
+	if (mkdir(path, 0700) == 0)
+		return parent ? fsync_dir(parent) : 0;
+	return errno == EEXIST ? 0 : -1;
 }
 
 static int
@@ -75,7 +79,7 @@ place_body(const struct due *x, char *rel, size_t rellen, char *err, size_t errl
 		snprintf(err, errlen, "path too long");
 		return -1;
 	}
-	if (mkdir_fsync(dir) == -1) {
+	if (mkdir_fsync(dir, d.mail_root) == -1) {
 		snprintf(err, errlen, "mkdir %.300s: %s", dir, strerror(errno));
 		return -1;
 	}
@@ -291,7 +295,7 @@ delivery_init(const char *spool_dir, const char *mail_root, const struct db_conf
 		snprintf(err, errlen, "mail root path too long");
 		return -1;
 	}
-	if (mkdir_fsync(d.mail_root) == -1) {
+	if (mkdir_fsync(d.mail_root, NULL) == -1) {
 		snprintf(err, errlen, "mail root %s: %s", d.mail_root, strerror(errno));
 		return -1;
 	}

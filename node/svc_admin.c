@@ -149,7 +149,7 @@ admin_handle(void *cls, struct MHD_Connection *conn, const char *url, const char
 {
 	struct httpd_req *req = *req_cls;
 	struct admin_call *c;
-	const char *auth, *accept, *q;
+	const char *auth, *accept;
 	char line[600];
 	int n;
 
@@ -187,7 +187,6 @@ admin_handle(void *cls, struct MHD_Connection *conn, const char *url, const char
 	c->json = accept != NULL && strstr(accept, "application/json") != NULL;
 
 	/* The router's request line: method, path and query as received. */
-	q = strchr(req->uri, '?');
 	n = snprintf(line, sizeof(line), "%s %s", method, req->uri);
 	if (n < 0 || (size_t)n >= sizeof(line) ||
 	    api_parse_request_line(&c->r, line, (size_t)n) == -1) {
@@ -197,7 +196,6 @@ admin_handle(void *cls, struct MHD_Connection *conn, const char *url, const char
 		c->done = true;
 		return queue_answer(c);
 	}
-	(void)q;
 	c->r.body = &req->body;
 	c->r.reply = api_replied;
 	c->r.transport = c;
