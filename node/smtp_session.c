@@ -356,6 +356,27 @@ after_login_reply(struct loop_timer *t)
 	conn_resume_input(s->conn);
 }
 
+static void
+close_now(struct loop_timer *t)
+{
+	struct smtp_sess *s = t->arg;
+
+	if (s->conn)
+		conn_close(s->conn);
+	else if (s->pending == 0)
+		sess_free(s);
+}
+
+/* End the session once the caller is done with it (a job's completion
+ * still uses s after this returns). */
+static void
+close_soon(struct smtp_sess *s)
+{
+	s->delay.cb = close_now;
+	s->delay.arg = s;
+	loop_timer_start(loop_current(), &s->delay, 0);
+}
+
 static bool
 after_login(struct smtp_sess *s, struct smtp_job *j, int result)
 {
@@ -371,12 +392,12 @@ after_login(struct smtp_sess *s, struct smtp_job *j, int result)
 			break;
 		case ACCESS_DENIED:
 			reply(s, "554 5.7.1 Access from your address is refused by your domain");
-			conn_close(s->conn);
-			return true;
+			close_soon(s);
+			return false;
 		case ACCESS_LIMITED:
 			reply(s, "421 4.7.0 %s Too many connections for your domain, try again later", hostname);
-			conn_close(s->conn);
-			return true;
+			close_soon(s);
+			return false;
 		}
 		s->authed = true;
 		snprintf(s->login, sizeof(s->login), "%s", j->login.address);

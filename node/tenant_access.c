@@ -281,7 +281,8 @@ load_done(void *arg, int result)
 				m->tenants[i].rules = NULL;
 			}
 		}
-		qsort(m->locals, m->nlocals, sizeof(*m->locals), cmp_local);
+		if (m->nlocals > 0)
+			qsort(m->locals, m->nlocals, sizeof(*m->locals), cmp_local);
 		pthread_rwlock_wrlock(&ta.lock);
 		old = ta.map;
 		ta.map = m;
