@@ -377,3 +377,28 @@ def test_session_listing_and_kill(an):
     assert r.returncode == 2
     f.close()
     s.close()
+
+
+def http_status(port, src):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(src, 0))
+    try:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        return s.recv(64).decode(errors="replace")
+    except OSError:
+        return ""  # refused at accept: closed without an answer
+    finally:
+        s.close()
+
+
+def test_http_service_rules_at_accept(an):
+    port = an.port(2080)
+    apply_text(an, service_doc("http", "{access: {mode: deny-listed, addresses: [127.0.0.40]}, "
+                                       "connections: {perIpPerMinute: 2}}"))
+    before = svc_counts(an, "http")
+    assert http_status(port, "127.0.0.40") == ""
+    assert [http_status(port, "127.0.0.41")[:12] for _ in range(3)] == ["HTTP/1.1 301"] * 2 + [""]
+    after = svc_counts(an, "http")
+    assert after["rejectedByAccess"] - before["rejectedByAccess"] == 1
+    assert after["rejectedByLimit"] - before["rejectedByLimit"] == 1
+    apply_text(an, service_doc("http", "{access: {mode: open}, connections: {}}"))
+    assert http_status(port, "127.0.0.40").startswith("HTTP/1.1 301")
