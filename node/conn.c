@@ -400,6 +400,12 @@ conn_settle(struct conn *c)
 		conn_free(c);
 		return;
 	}
+	/* An idle session keeps no buffer memory: a read reserves 16 KiB, and
+	 * ten thousand idle logins must not hold that each. */
+	if (buf_len(&c->in) == 0)
+		buf_free(&c->in);
+	if (buf_len(&c->out) == 0)
+		buf_free(&c->out);
 	conn_update_interest(c);
 }
 
