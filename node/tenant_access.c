@@ -107,14 +107,16 @@ cmp_local(const void *a, const void *b)
 	return cmp_addr(&((const struct ta_local *)a)->a, &((const struct ta_local *)b)->a);
 }
 
+/* Binary search of name among n sorted names, name_at(i) giving each. */
 static ssize_t
-find_tenant(const struct ta_map *m, const char *name)
+find_name(const char *name, size_t n, const char *(*name_at)(const struct ta_map *, size_t),
+    const struct ta_map *m)
 {
-	size_t lo = 0, hi = m ? m->ntenants : 0;
+	size_t lo = 0, hi = n;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(name, m->tenants[mid].name);
+		int c = strcmp(name, name_at(m, mid));
 
 		if (c == 0)
 			return (ssize_t)mid;
@@ -124,6 +126,30 @@ find_tenant(const struct ta_map *m, const char *name)
 			lo = mid + 1;
 	}
 	return -1;
+}
+
+static const char *
+tenant_name_at(const struct ta_map *m, size_t i)
+{
+	return m->tenants[i].name;
+}
+
+static const char *
+domain_name_at(const struct ta_map *m, size_t i)
+{
+	return m->domains[i].name;
+}
+
+static ssize_t
+find_tenant(const struct ta_map *m, const char *name)
+{
+	return m ? find_name(name, m->ntenants, tenant_name_at, m) : -1;
+}
+
+static ssize_t
+find_domain(const struct ta_map *m, const char *name)
+{
+	return m ? find_name(name, m->ndomains, domain_name_at, m) : -1;
 }
 
 static MYSQL_RES *
@@ -384,25 +410,6 @@ tenant_access_scope(const char *tenant)
 		access_scope_ref(s);
 	pthread_rwlock_unlock(&ta.lock);
 	return s;
-}
-
-static ssize_t
-find_domain(const struct ta_map *m, const char *name)
-{
-	size_t lo = 0, hi = m ? m->ndomains : 0;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(name, m->domains[mid].name);
-
-		if (c == 0)
-			return (ssize_t)mid;
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return -1;
 }
 
 bool

@@ -117,15 +117,11 @@ spec: {}
 
 
 def port_ok(port, host="127.0.0.1", family=socket.AF_INET):
-    s = socket.socket(family, socket.SOCK_STREAM)
-    s.settimeout(0.5)
     try:
-        s.connect((host, port))
+        socket.create_connection((host, port), timeout=0.5).close()
         return True
     except OSError:
         return False
-    finally:
-        s.close()
 
 
 def set_smtp_rules(node, access=None, connections=None):
