@@ -20,6 +20,7 @@
 #include "log.h"
 #include "lookup.h"
 #include "loop.h"
+#include "scram.h"
 #include "smtp_parse.h"
 #include "spool.h"
 
@@ -37,6 +38,9 @@ enum smtp_state {
 	ST_AUTH_PLAIN,		/* waiting for the PLAIN response line */
 	ST_AUTH_USER,		/* LOGIN: user name line */
 	ST_AUTH_PASS,		/* LOGIN: password line */
+	ST_AUTH_SCRAM1,		/* SCRAM: the client's first message */
+	ST_AUTH_SCRAM2,		/* SCRAM: the client's final message */
+	ST_AUTH_SCRAM3,		/* SCRAM: the empty line after our final message */
 	ST_DATA,		/* reading a DATA body */
 	ST_BDAT,		/* reading a BDAT chunk */
 	ST_WAIT			/* a lookup or the spool is working */
@@ -53,6 +57,8 @@ struct smtp_sess {
 	char			 login[256];
 	uint64_t		 login_tenant;
 	char			 auth_user[256];
+	struct scram_server	*scram;		/* a SCRAM exchange in progress */
+	struct login_result	 scram_login;	/* who it is, once proved */
 	unsigned		 errors, auth_fails;
 	bool			 skip_line;	/* discarding the rest of an over-long line */
 	struct loop_timer	 delay;		/* slows answers to failed logins */
@@ -150,6 +156,7 @@ sess_free(struct smtp_sess *s)
 {
 	reset_transaction(s);
 	explicit_bzero(s->auth_user, sizeof(s->auth_user));
+	scram_server_free(s->scram);
 	free(s);
 }
 
@@ -196,12 +203,12 @@ cmd_ehlo(struct smtp_sess *s, const struct smtp_cmd *c)
 		reply(s, "250-STARTTLS");
 	/* AUTH is offered only under TLS: passwords never travel in clear. */
 	if (s->submission && tls_active(s))
-		reply(s, "250-AUTH PLAIN LOGIN");
+		reply(s, "250-AUTH PLAIN LOGIN SCRAM-SHA-256");
 	reply(s, "250 DSN");
 }
 
 /* Jobs on the database workers. */
-enum job_kind { JOB_RCPT, JOB_LOGIN, JOB_SENDER };
+enum job_kind { JOB_RCPT, JOB_LOGIN, JOB_SENDER, JOB_SCRAM };
 
 struct smtp_job {
 	enum job_kind		 kind;
@@ -216,6 +223,7 @@ struct smtp_job {
 	char			 orcpt[264];
 	struct rcpt_result	 rcpt;
 	struct login_result	 login;
+	char			 scram[SCRAM_STORED_MAX];
 	int			 may_send;
 	char			 why[256];
 };
@@ -236,6 +244,9 @@ job_run(MYSQL *m, void *arg)
 	case JOB_SENDER:
 		j->may_send = lookup_may_send(m, j->address, j->sender, j->why, sizeof(j->why));
 		return j->may_send == -1 ? -1 : 0;
+	case JOB_SCRAM:
+		lookup_scram(m, j->address, j->scram, sizeof(j->scram), &j->login);
+		return j->login.tempfail ? -1 : 0;
 	}
 	return -1;
 }
@@ -419,6 +430,39 @@ after_login(struct smtp_sess *s, struct smtp_job *j, int result)
 	return false;
 }
 
+static int b64_encode_reply(struct smtp_sess *, const char *code, const struct buf *);
+
+/* The user's SCRAM keys (or none: the exchange goes on and fails at the
+ * proof, so an unknown user looks like a wrong password). */
+static void
+after_scram_lookup(struct smtp_sess *s, struct smtp_job *j, int result)
+{
+	struct scram_keys k;
+	bool have = j->scram[0] && scram_keys_parse(j->scram, &k) == 0;
+	struct buf out;
+
+	explicit_bzero(j->scram, sizeof(j->scram));
+	if (result == -1) {
+		scram_server_free(s->scram);
+		s->scram = NULL;
+		reply(s, "454 4.7.0 Temporary authentication failure, try again later");
+		return;
+	}
+	s->scram_login = j->login;
+	if (!have)
+		s->scram_login.ok = s->scram_login.disabled = false;
+	buf_init(&out, 0);
+	if (scram_server_first(s->scram, have ? &k : NULL, &out) == -1 ||
+	    b64_encode_reply(s, "334 ", &out) == -1) {
+		scram_server_free(s->scram);
+		s->scram = NULL;
+		reply(s, "454 4.7.0 Temporary authentication failure");
+	} else
+		s->state = ST_AUTH_SCRAM2;
+	explicit_bzero(&k, sizeof(k));
+	buf_free(&out);
+}
+
 static void
 after_sender(struct smtp_sess *s, struct smtp_job *j, int result)
 {
@@ -462,6 +506,9 @@ job_done(void *arg, int result)
 		break;
 	case JOB_SENDER:
 		after_sender(s, j, result);
+		break;
+	case JOB_SCRAM:
+		after_scram_lookup(s, j, result);
 		break;
 	}
 	if (resume)
@@ -876,6 +923,117 @@ auth_plain(struct smtp_sess *s, const char *b64)
 	explicit_bzero(raw, sizeof(raw));
 }
 
+/* A reply of code and the base64 of what out holds. */
+static int
+b64_encode_reply(struct smtp_sess *s, const char *code, const struct buf *out)
+{
+	gnutls_datum_t in = { (unsigned char *)buf_data(out), (unsigned)buf_len(out) }, enc = { NULL, 0 };
+
+	if (gnutls_base64_encode2(&in, &enc) != 0)
+		return -1;
+	reply(s, "%s%.*s", code, (int)enc.size, enc.data);
+	gnutls_free(enc.data);
+	return 0;
+}
+
+static void scram_login_done(struct smtp_sess *, bool proved);
+
+static void
+scram_abort(struct smtp_sess *s, const char *text)
+{
+	scram_server_free(s->scram);
+	s->scram = NULL;
+	s->state = ST_COMMAND;
+	reply(s, "%s", text);
+}
+
+/* The client's first message: look the user up (a database job). */
+static void
+scram_first(struct smtp_sess *s, const char *b64)
+{
+	char msg[600], user[256], err[128];
+	size_t n;
+	struct smtp_job *j;
+
+	if (b64_decode(b64, msg, sizeof(msg), &n) == -1 ||
+	    scram_server_client_first(s->scram, msg, n, user, sizeof(user), err, sizeof(err)) == -1) {
+		scram_abort(s, "501 5.5.2 Malformed SCRAM message");
+		return;
+	}
+	switch (authguard_check(conn_peer_addr(s->conn), user, conn_limits_exempt(s->conn), access_now())) {
+	case AUTHGUARD_OK:
+		break;
+	case AUTHGUARD_IP_BLOCKED:
+		scram_abort(s, "454 4.7.0 Too many failed logins from your address, try again later");
+		return;
+	case AUTHGUARD_ACCOUNT_BLOCKED:
+		scram_abort(s, "454 4.7.0 Too many failed logins for this account, try again later");
+		return;
+	}
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
+		scram_abort(s, "454 4.7.0 Temporary authentication failure");
+		return;
+	}
+	j->kind = JOB_SCRAM;
+	snprintf(j->address, sizeof(j->address), "%s", user);
+	snprintf(s->auth_user, sizeof(s->auth_user), "%s", user);
+	submit(s, j);
+}
+
+/* The client's proof: right, and the server's signature goes back; the
+ * login takes effect after the client's empty answer to it. */
+static void
+scram_final(struct smtp_sess *s, const char *b64)
+{
+	char msg[800], err[128];
+	size_t n;
+	struct buf out;
+	int rc;
+
+	buf_init(&out, 0);
+	if (b64_decode(b64, msg, sizeof(msg), &n) == -1 ||
+	    (rc = scram_server_client_final(s->scram, msg, n, &out, err, sizeof(err))) == -1) {
+		buf_free(&out);
+		explicit_bzero(s->auth_user, sizeof(s->auth_user));
+		scram_abort(s, "501 5.5.2 Malformed SCRAM message");
+		return;
+	}
+	scram_server_free(s->scram);
+	s->scram = NULL;
+	if (rc == 1 && (s->scram_login.ok || s->scram_login.disabled)) {
+		if (b64_encode_reply(s, "334 ", &out) == -1)
+			reply(s, "454 4.7.0 Temporary authentication failure");
+		else
+			s->state = ST_AUTH_SCRAM3;
+		buf_free(&out);
+		return;
+	}
+	buf_free(&out);
+	scram_login_done(s, false);
+}
+
+/* As a checked password would: through after_login, with its delays. */
+static void
+scram_login_done(struct smtp_sess *s, bool proved)
+{
+	struct smtp_job *j = calloc(1, sizeof(*j));
+
+	if (j == NULL) {
+		reply(s, "454 4.7.0 Temporary authentication failure");
+		return;
+	}
+	if (proved)
+		j->login = s->scram_login;
+	snprintf(j->address, sizeof(j->address), "%s", s->auth_user);
+	explicit_bzero(s->auth_user, sizeof(s->auth_user));
+	memset(&s->scram_login, 0, sizeof(s->scram_login));
+	if (!after_login(s, j, 0)) {
+		s->state = ST_WAIT;
+		conn_pause_input(s->conn);
+	}
+	free(j);
+}
+
 static void
 cmd_auth(struct smtp_sess *s, const struct smtp_cmd *c)
 {
@@ -935,6 +1093,19 @@ cmd_auth(struct smtp_sess *s, const struct smtp_cmd *c)
 		reply(s, "334 VXNlcm5hbWU6");
 		return;
 	}
+	if (strcasecmp(mech, "SCRAM-SHA-256") == 0) {
+		if ((s->scram = scram_server_new()) == NULL) {
+			reply(s, "454 4.7.0 Temporary authentication failure");
+			return;
+		}
+		if (init != NULL && *init) {
+			scram_first(s, init);
+			return;
+		}
+		s->state = ST_AUTH_SCRAM1;
+		reply(s, "334 ");
+		return;
+	}
 	reply(s, "504 5.5.4 Unrecognized authentication mechanism");
 }
 
@@ -948,7 +1119,26 @@ auth_line(struct smtp_sess *s, const char *line)
 	s->state = ST_COMMAND;
 	if (strcmp(line, "*") == 0) {
 		explicit_bzero(s->auth_user, sizeof(s->auth_user));
+		scram_server_free(s->scram);
+		s->scram = NULL;
 		reply(s, "501 5.0.0 Authentication cancelled");
+		return;
+	}
+	if (st == ST_AUTH_SCRAM1) {
+		scram_first(s, line);
+		return;
+	}
+	if (st == ST_AUTH_SCRAM2) {
+		scram_final(s, line);
+		return;
+	}
+	if (st == ST_AUTH_SCRAM3) {
+		if (*line != '\0') {
+			explicit_bzero(s->auth_user, sizeof(s->auth_user));
+			reply(s, "501 5.5.2 Expected an empty response");
+			return;
+		}
+		scram_login_done(s, true);
 		return;
 	}
 	if (st == ST_AUTH_PLAIN) {
@@ -1109,7 +1299,8 @@ smtp_input(struct conn *conn)
 			line[len] = '\0';
 			buf_consume(in, eol);
 			if (s->state == ST_AUTH_PLAIN || s->state == ST_AUTH_USER ||
-			    s->state == ST_AUTH_PASS) {
+			    s->state == ST_AUTH_PASS || s->state == ST_AUTH_SCRAM1 ||
+			    s->state == ST_AUTH_SCRAM2 || s->state == ST_AUTH_SCRAM3) {
 				auth_line(s, line);
 				explicit_bzero(line, sizeof(line));
 			} else

@@ -11,6 +11,7 @@
 #include "directory.h"
 #include "password.h"
 #include "schema.h"
+#include "scram.h"
 #include "service.h"
 #include "yamlw.h"
 #include "ydoc.h"
@@ -46,6 +47,7 @@ struct item {
 	enum action		 action;
 	struct buf		 fields;	/* changed fields */
 	char			*secret;	/* secret to write, when changed */
+	char			*scram;		/* and the SCRAM keys of a plain password */
 	bool			 secret_changed;
 	uint64_t		 id, tenant_id, domain_id;
 	struct service_row	 svc_old, svc_new;
@@ -743,18 +745,23 @@ write_all(struct run *r, bool *changed, char *err, size_t errlen)
 			if (it->kind == DIR_MAILBOX && it->password && it->secret_changed) {
 				char hash[PASSWORD_HASH_MAX];
 
-				if (password_hash(it->password, hash, sizeof(hash), err, errlen) == -1)
+				char scram[SCRAM_STORED_MAX];
+
+				if (password_hash(it->password, hash, sizeof(hash), err, errlen) == -1 ||
+				    scram_keys_make(it->password, scram, sizeof(scram), err, errlen) == -1)
 					return -1;
-				if ((it->secret = strdup(hash)) == NULL) {
+				if ((it->secret = strdup(hash)) == NULL || (it->scram = strdup(scram)) == NULL) {
 					snprintf(err, errlen, "out of memory");
 					return -1;
 				}
+				explicit_bzero(scram, sizeof(scram));
 			}
 			memset(&o, 0, sizeof(o));
 			o.kind = (enum dir_kind)kind;
 			snprintf(o.name, sizeof(o.name), "%s", it->name);
 			o.spec = (char *)buf_cstr(&it->canon);
 			o.secret = it->secret;
+			o.scram = it->scram;
 			if (it->action == ACT_CREATE) {
 				o.tenant_id = tenant_id_of(r, it->tenant);
 				if (kind == DIR_MAILBOX || kind == DIR_ALIAS)
@@ -978,6 +985,7 @@ out:
 		if (it->secret) {
 			explicit_bzero(it->secret, strlen(it->secret));
 			free(it->secret);
+			free(it->scram);
 		}
 		service_row_free(&it->svc_old);
 		service_row_free(&it->svc_new);

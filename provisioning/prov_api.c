@@ -18,6 +18,7 @@
 
 #include "apply.h"
 #include "canon.h"
+#include "scram.h"
 #include "tenant_access.h"
 #include "db.h"
 #include "directory.h"
@@ -212,7 +213,12 @@ job_run(MYSQL *m, void *arg)
 		free(objs[0].secret);
 		objs[0].secret = strdup(hash);
 		explicit_bzero(hash, sizeof(hash));
-		if (objs[0].secret == NULL || dir_update(m, &objs[0], true, err, sizeof(err)) == -1) {
+		free(objs[0].scram);
+		objs[0].scram = NULL;
+		if (scram_keys_make(j->body, hash, sizeof(hash), err, sizeof(err)) == 0)
+			objs[0].scram = strdup(hash);
+		explicit_bzero(hash, sizeof(hash));
+		if (objs[0].secret == NULL || objs[0].scram == NULL || dir_update(m, &objs[0], true, err, sizeof(err)) == -1) {
 			out_error(j, 503, "password not changed: %s", err);
 			break;
 		}

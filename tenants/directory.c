@@ -61,6 +61,10 @@ dir_objs_free(struct dir_obj *o, size_t n)
 			explicit_bzero(o[i].secret, strlen(o[i].secret));
 			free(o[i].secret);
 		}
+		if (o[i].scram) {
+			explicit_bzero(o[i].scram, strlen(o[i].scram));
+			free(o[i].scram);
+		}
 	}
 	free(o);
 }
@@ -238,12 +242,14 @@ dir_insert(MYSQL *m, struct dir_obj *o, char *err, size_t errlen)
 	case DIR_ALIAS:
 		if (buf_printf(&q, "INSERT INTO %s (tenant_id, domain_id, address, spec%s) VALUES "
 		    "(%" PRIu64 ", %" PRIu64 ",", kinds[o->kind].table,
-		    o->kind == DIR_MAILBOX ? ", password_hash" : "", o->tenant_id, o->domain_id) == -1 ||
+		    o->kind == DIR_MAILBOX ? ", password_hash, scram_sha256" : "", o->tenant_id, o->domain_id) == -1 ||
 		    db_quote(m, &q, o->name) == -1 || buf_puts(&q, ",") == -1 ||
 		    db_quote(m, &q, o->spec) == -1)
 			goto nomem;
 		if (o->kind == DIR_MAILBOX && (buf_puts(&q, ",") == -1 ||
-		    (o->secret ? db_quote(m, &q, o->secret) : buf_puts(&q, "NULL")) == -1))
+		    (o->secret ? db_quote(m, &q, o->secret) : buf_puts(&q, "NULL")) == -1 ||
+		    buf_puts(&q, ",") == -1 ||
+		    (o->scram ? db_quote(m, &q, o->scram) : buf_puts(&q, "NULL")) == -1))
 			goto nomem;
 		if (buf_puts(&q, ")") == -1)
 			goto nomem;
@@ -287,6 +293,10 @@ dir_update(MYSQL *m, const struct dir_obj *o, bool set_secret, char *err, size_t
 	if (set_secret && (o->kind == DIR_MAILBOX || o->kind == DIR_DOMAIN)) {
 		if (buf_printf(&q, ", %s = ", o->kind == DIR_MAILBOX ? "password_hash" : "tls_key") == -1 ||
 		    (o->secret ? db_quote(m, &q, o->secret) : buf_puts(&q, "NULL")) == -1)
+			goto nomem;
+		/* A new password means new SCRAM keys, or none for a migrated hash. */
+		if (o->kind == DIR_MAILBOX && (buf_puts(&q, ", scram_sha256 = ") == -1 ||
+		    (o->scram ? db_quote(m, &q, o->scram) : buf_puts(&q, "NULL")) == -1))
 			goto nomem;
 	}
 	if (buf_printf(&q, " WHERE id = %" PRIu64, o->id) == -1)

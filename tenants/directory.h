@@ -21,6 +21,7 @@ struct dir_obj {
 	uint64_t	 domain_id;	/* mailboxes and aliases */
 	char		*spec;		/* canonical JSON */
 	char		*secret;	/* password hash (mailbox) or TLS key (domain); may be NULL */
+	char		*scram;		/* mailbox: SCRAM-SHA-256 keys, set with secret; may be NULL */
 	uint64_t	 used_bytes, messages;	/* mailboxes: mail held */
 };
 

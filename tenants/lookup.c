@@ -361,6 +361,42 @@ lookup_login(MYSQL *m, const char *address, const char *password, struct login_r
 	mysql_free_result(res);
 }
 
+void
+lookup_scram(MYSQL *m, const char *address, char *stored, size_t storedlen, struct login_result *r)
+{
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+	char lower[256];
+	size_t i;
+
+	memset(r, 0, sizeof(*r));
+	stored[0] = '\0';
+	for (i = 0; address[i] && i < sizeof(lower) - 1; i++)
+		lower[i] = (char)tolower((unsigned char)address[i]);
+	lower[i] = '\0';
+	res = query1(m, "SELECT x.id, x.tenant_id, t.name, x.scram_sha256, x.state, t.state, "
+	    "JSON_VALUE(x.spec, '$.suspend.login'), JSON_VALUE(t.spec, '$.suspend.login') "
+	    "FROM mailboxes x JOIN tenants t ON t.id = x.tenant_id WHERE x.address = ", lower, "");
+	if (res == NULL) {
+		r->tempfail = true;
+		return;
+	}
+	if ((row = mysql_fetch_row(res)) != NULL && row[3] != NULL && strlen(row[3]) < storedlen) {
+		snprintf(stored, storedlen, "%s", row[3]);
+		r->ok = true;
+		r->mailbox_id = strtoull(row[0], NULL, 10);
+		r->tenant_id = strtoull(row[1], NULL, 10);
+		snprintf(r->tenant, sizeof(r->tenant), "%s", row[2]);
+		snprintf(r->address, sizeof(r->address), "%s", lower);
+		if (strcmp(row[4], "active") != 0 || strcmp(row[5], "active") != 0 ||
+		    is_true(row[6]) || is_true(row[7])) {
+			r->ok = false;
+			r->disabled = true;
+		}
+	}
+	mysql_free_result(res);
+}
+
 int
 lookup_may_send(MYSQL *m, const char *login, const char *sender, char *why, size_t whylen)
 {

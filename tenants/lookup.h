@@ -50,6 +50,11 @@ struct login_result {
 	char		 address[256];
 };
 void	 lookup_login(MYSQL *, const char *address, const char *password, struct login_result *);
+/* For SCRAM, where the password is proved, not sent: the stored SCRAM keys
+ * of address into stored ("" when it has none: a hash migrated from
+ * elsewhere), and r as lookup_login would fill it for the right password
+ * (r->ok false when there is no such mailbox or no keys). */
+void	 lookup_scram(MYSQL *, const char *address, char *stored, size_t storedlen, struct login_result *);
 
 /* May the mailbox login send as sender (its own address, or an alias that
  * delivers to it)? Also refuses when the tenant's or mailbox's outgoing is

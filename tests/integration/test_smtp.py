@@ -353,6 +353,70 @@ def test_smtps_implicit_tls_with_auth_login(mx):
         assert s.data("Subject: s\r\n\r\nx\r\n")[0] == 250
 
 
+def scram_auth(s, user, password, tamper=False):
+    """SCRAM-SHA-256 (RFC 7677) by hand over smtplib's docmd: returns the
+    final reply code and whether the server's signature checked out."""
+    import hashlib
+    import hmac
+    cnonce = base64.b64encode(os.urandom(18)).decode()
+    first_bare = "n=%s,r=%s" % (user.replace("=", "=3D").replace(",", "=2C"), cnonce)
+    code, msg = s.docmd("AUTH", "SCRAM-SHA-256 " + base64.b64encode(("n,," + first_bare).encode()).decode())
+    if code != 334:
+        return code, False
+    server_first = base64.b64decode(msg).decode()
+    attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
+    assert attrs["r"].startswith(cnonce)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(attrs["s"]), int(attrs["i"]))
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    without_proof = "c=biws,r=" + attrs["r"]
+    auth_msg = ",".join((first_bare, server_first, without_proof)).encode()
+    sig = hmac.new(stored_key, auth_msg, "sha256").digest()
+    proof = bytes(a ^ b for a, b in zip(client_key, sig))
+    if tamper:
+        proof = bytes([proof[0] ^ 1]) + proof[1:]
+    code, msg = s.docmd(base64.b64encode((without_proof + ",p=" + base64.b64encode(proof).decode()).encode()).decode())
+    if code != 334:
+        return code, False
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    expect = "v=" + base64.b64encode(hmac.new(server_key, auth_msg, "sha256").digest()).decode()
+    verified = base64.b64decode(msg).decode() == expect
+    code, msg = s.docmd("")
+    return code, verified
+
+
+def test_submission_auth_scram_sha256(mx):
+    with smtplib.SMTP("localhost", mx.port(2587), timeout=30) as s:
+        s.ehlo("laptop.example")
+        s.starttls(context=tls_context(mx))
+        s.ehlo("laptop.example")
+        assert "SCRAM-SHA-256" in s.esmtp_features["auth"].upper()
+        # A wrong proof and an unknown user get the same answer as a bad password.
+        assert scram_auth(s, "alice@demo.test", PASSWORD, tamper=True)[0] == 535
+        assert scram_auth(s, "nobody@demo.test", PASSWORD)[0] == 535
+        code, verified = scram_auth(s, "alice@demo.test", PASSWORD)
+        assert code == 235 and verified, "the server proved it knows alice's keys too"
+        s.mail("alice@demo.test")
+        assert s.rcpt("bob@demo.test")[0] == 250
+    # A hash migrated from elsewhere has no SCRAM keys: PLAIN still works.
+    apply_text(mx, "apiVersion: mailnode/v1\nkind: Mailbox\nmetadata: {name: migrated@other.test, "
+                   "tenant: other}\nspec: {passwordHash: '%s'}\n" % crypt_sha512("migrated pw 1"))
+    assert mx.sql("SELECT scram_sha256 IS NULL FROM mailboxes WHERE address = 'migrated@other.test'") == [["1"]]
+    assert mx.sql("SELECT scram_sha256 LIKE '{SCRAM-SHA-256}4096,%' FROM mailboxes "
+                  "WHERE address = 'alice@demo.test'") == [["1"]]
+    with smtplib.SMTP("localhost", mx.port(2587), timeout=30) as s:
+        s.ehlo("laptop.example")
+        s.starttls(context=tls_context(mx))
+        s.ehlo("laptop.example")
+        assert scram_auth(s, "migrated@other.test", "migrated pw 1")[0] == 535
+        s.login("migrated@other.test", "migrated pw 1")
+
+
+def crypt_sha512(password):
+    r = subprocess.run(["openssl", "passwd", "-6", password], capture_output=True, text=True, check=True)
+    return "{SHA512-CRYPT}" + r.stdout.strip()
+
+
 def test_kill9_loses_no_accepted_message(fresh_state):
     """Many senders; kill -9 in the middle; after restart every 250 has its
     queue rows and body file, and nothing unacknowledged is left behind."""
