@@ -30,6 +30,7 @@
 #include "settings.h"
 #include "svc_admin.h"
 #include "smtp_session.h"
+#include "store.h"
 #include "spool.h"
 #include "svc_http.h"
 #include "tls.h"
@@ -405,6 +406,10 @@ main(int argc, char **argv)
 		snprintf(mail, sizeof(mail), "%s/mail", o.state_dir);
 		if (delivery_init(path, mail, &conf, &o.remote, err, sizeof(err)) == -1)
 			goto fail;
+		if (store_init(mail) == -1) {
+			snprintf(err, sizeof(err), "mail root path too long");
+			goto fail;
+		}
 	}
 	queue_api_init(path);
 	queue_api_watch(2000);
