@@ -29,6 +29,7 @@
 #include "service_store.h"
 #include "settings.h"
 #include "svc_admin.h"
+#include "imap_session.h"
 #include "smtp_session.h"
 #include "store.h"
 #include "spool.h"
@@ -373,6 +374,7 @@ main(int argc, char **argv)
 		if ((node_tls = tls_creds_load(cert, key, err, sizeof(err))) == NULL)
 			goto fail;
 		smtp_set_tls(node_tls);
+		imap_set_tls(node_tls);
 	}
 
 	if (o.database != NULL) {
@@ -388,6 +390,8 @@ main(int argc, char **argv)
 	service_set_handler("submission", &smtp_submission);
 	service_set_handler("smtps", &smtp_submission);
 	service_set_handler("spool", &delivery_runner);
+	service_set_handler("imap", &imap_service);
+	service_set_handler("imaps", &imap_service);
 	if (prepare_database(&conf, o.schema_dir, err, sizeof(err)) == -1)
 		goto fail;
 	if (db_pool_start(&conf, 2) == -1) {

@@ -38,16 +38,27 @@ store_mail_root(void)
 
 /* SQL helpers. */
 
+/* A failed statement is logged (a duplicate key is an answer, not trouble). */
+static int
+sq_len(MYSQL *m, const char *sql, size_t len)
+{
+	if (mysql_real_query(m, sql, len) == 0)
+		return 0;
+	if (mysql_errno(m) != 1062)
+		log_warn("store: %s (%.80s)", mysql_error(m), sql);
+	return -1;
+}
+
 static int
 sq(MYSQL *m, struct buf *b)
 {
-	return mysql_real_query(m, buf_data(b), buf_len(b)) == 0 ? 0 : -1;
+	return sq_len(m, buf_data(b), buf_len(b));
 }
 
 static int
 sqs(MYSQL *m, const char *sql)
 {
-	return mysql_real_query(m, sql, strlen(sql)) == 0 ? 0 : -1;
+	return sq_len(m, sql, strlen(sql));
 }
 
 static void
@@ -1299,8 +1310,8 @@ store_copy(MYSQL *m, uint64_t mailbox_id, uint64_t src_folder, const char *dst,
 		rc = r;
 		goto fail;
 	}
-	if (buf_printf(&b, "SELECT uid, file, size, sysflags, keywords, UNIX_TIMESTAMP(internal_date), "
-	    "return_path, envelope, body_basic, body_structure, mime_index FROM messages m JOIN folders f "
+	if (buf_printf(&b, "SELECT m.uid, m.file, m.size, m.sysflags, m.keywords, UNIX_TIMESTAMP(m.internal_date), "
+	    "m.return_path, m.envelope, m.body_basic, m.body_structure, m.mime_index FROM messages m JOIN folders f "
 	    "ON f.id = m.folder_id WHERE f.mailbox_id = %" PRIu64 " AND m.folder_id = %" PRIu64 " AND ",
 	    mailbox_id, src_folder) == -1 || sql_uid_set(&b, "m.uid", uids, n) == -1 ||
 	    buf_puts(&b, " ORDER BY m.uid FOR UPDATE") == -1 || (res = sq_res(m, &b)) == NULL)
