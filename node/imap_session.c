@@ -1821,7 +1821,11 @@ command(struct imap_sess *s)
 	c = &j->cmd;
 	if (imap_parse_command(buf_data(&j->text) ? buf_data(&j->text) : "", buf_len(&j->text), c, err,
 	    sizeof(err)) == -1) {
-		bad(s, c->tag, err);
+		/* An unknown charset is a refusal, not a syntax error (RFC 3501 6.4.4). */
+		if (strncmp(err, "[BADCHARSET", 11) == 0)
+			reply(s, "%s NO %s", c->tag, err);
+		else
+			bad(s, c->tag, err);
 		job_free(j);
 		return;
 	}

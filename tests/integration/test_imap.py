@@ -1,0 +1,621 @@
+"""IMAP on the real node with real clients (python3 imaplib, curl): login
+rules (TLS first, suspended accounts, delayed failures), folders, FETCH of
+flags and sections, STORE, COPY, MOVE, EXPUNGE, APPEND with and without
+LITERAL+, SEARCH and SORT, IDLE seeing mail delivered through SMTP, two
+sessions seeing each other's changes, tenant isolation, quota, and the
+error paths of the protocol."""
+import imaplib
+import os
+import re
+import smtplib
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import MAILNODECTL, TOP, wait_until
+
+ALICE_PW = "alice-imap-" + os.urandom(6).hex()
+BOB_PW = "bob-imap-" + os.urandom(6).hex()
+CAROL_PW = "carol-imap-" + os.urandom(6).hex()
+
+MSG = (b"From: Sender One <one@example.org>\r\n"
+       b"To: alice@demo.test\r\n"
+       b"Subject: Quarterly numbers\r\n"
+       b"Date: Mon, 2 Nov 2026 10:00:00 +0000\r\n"
+       b"Message-ID: <q1@example.org>\r\n"
+       b"\r\n"
+       b"The numbers are in. Blue widgets sold well.\r\n")
+
+
+def apply_text(node, text):
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(text)
+    try:
+        node.ctl("apply", "-f", f.name)
+    finally:
+        os.unlink(f.name)
+
+
+def passwd(node, address, pw):
+    r = subprocess.run([MAILNODECTL, "--state-dir", node.state_dir, "passwd", address],
+                       input=pw + "\n", capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.fixture(scope="module")
+def imap(node):
+    node.ctl("apply", "-f", os.path.join(TOP, "docs", "examples", "demo.yaml"))
+    apply_text(node, """\
+apiVersion: mailnode/v1
+kind: Tenant
+metadata: {name: other}
+spec: {}
+---
+apiVersion: mailnode/v1
+kind: Domain
+metadata: {name: other.test, tenant: other}
+spec: {}
+---
+apiVersion: mailnode/v1
+kind: Mailbox
+metadata: {name: bob@other.test, tenant: other}
+spec: {quota: 4KiB}
+---
+apiVersion: mailnode/v1
+kind: Mailbox
+metadata: {name: carol@other.test, tenant: other}
+spec: {suspend: {login: true}}
+""")
+    passwd(node, "alice@demo.test", ALICE_PW)
+    passwd(node, "bob@other.test", BOB_PW)
+    passwd(node, "carol@other.test", CAROL_PW)
+    return node
+
+
+def tls_ctx():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def imaps(node, user="alice@demo.test", pw=None):
+    m = imaplib.IMAP4_SSL("127.0.0.1", node.port(2993), ssl_context=tls_ctx())
+    if user:
+        typ, _ = m.login(user, pw if pw is not None else ALICE_PW)
+        assert typ == "OK"
+    return m
+
+
+def fresh_folder(m, name):
+    """An empty folder of this name (created anew)."""
+    m.delete(name)
+    typ, data = m.create(name)
+    assert typ == "OK", data
+    return name
+
+
+class Raw:
+    """A line-level IMAP client over TLS for what imaplib will not send."""
+
+    def __init__(self, node, login=True, user="alice@demo.test", pw=None):
+        s = socket.create_connection(("127.0.0.1", node.port(2993)), timeout=15)
+        self.s = tls_ctx().wrap_socket(s)
+        self.buf = b""
+        self.n = 0
+        assert self.line().startswith(b"* OK")
+        if login:
+            lines = self.cmd("LOGIN %s \"%s\"" % (user, pw or ALICE_PW))
+            assert lines[-1].split()[1] == b"OK", lines
+
+    def send(self, data):
+        self.s.sendall(data)
+
+    def line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise EOFError(self.buf)
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def until_tagged(self, tag):
+        lines = []
+        while True:
+            line = self.line()
+            lines.append(line)
+            # A literal in a response: take its bytes as they come.
+            m = re.search(rb"\{(\d+)\}$", line)
+            if m:
+                want = int(m.group(1))
+                while len(self.buf) < want:
+                    self.buf += self.s.recv(65536)
+                lines.append(self.buf[:want])
+                self.buf = self.buf[want:]
+                continue
+            if line.startswith(tag + b" ") or line.startswith(b"* BYE"):
+                return lines
+
+    def cmd(self, text):
+        self.n += 1
+        tag = b"r%d" % self.n
+        self.send(tag + b" " + (text.encode() if isinstance(text, str) else text) + b"\r\n")
+        return self.until_tagged(tag)
+
+    def close(self):
+        try:
+            self.s.close()
+        except OSError:
+            pass
+
+
+# Login and TLS.
+
+def test_plaintext_login_refused_before_starttls(imap):
+    m = imaplib.IMAP4("127.0.0.1", imap.port(2143))
+    try:
+        assert "STARTTLS" in m.capabilities and "LOGINDISABLED" in m.capabilities
+        with pytest.raises(imaplib.IMAP4.error, match="PRIVACYREQUIRED"):
+            m.login("alice@demo.test", ALICE_PW)
+        typ, _ = m.starttls(ssl_context=tls_ctx())
+        assert typ == "OK"
+        assert "AUTH=PLAIN" in m.capabilities and "LOGINDISABLED" not in m.capabilities
+        typ, data = m.login("alice@demo.test", ALICE_PW)
+        assert typ == "OK"
+        assert b"IDLE" in data[0] and b"CONDSTORE" in data[0]
+    finally:
+        m.logout()
+
+
+def test_authenticate_plain_with_and_without_initial_response(imap):
+    m = imaps(imap, user=None)
+    typ, _ = m.authenticate("PLAIN", lambda _: b"\0alice@demo.test\0" + ALICE_PW.encode())
+    assert typ == "OK"
+    m.logout()
+    r = Raw(imap, login=False)
+    import base64
+    ir = base64.b64encode(b"\0alice@demo.test\0" + ALICE_PW.encode()).decode()
+    assert r.cmd("AUTHENTICATE PLAIN " + ir)[-1].startswith(b"r1 OK")
+    r.close()
+
+
+def test_bad_password_is_refused_after_a_growing_delay(imap):
+    m = imaps(imap, user=None)
+    t0 = time.time()
+    with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+        m.login("alice@demo.test", "wrong")
+    first = time.time() - t0
+    assert first >= 0.9
+    t0 = time.time()
+    with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+        m.login("nobody@demo.test", "wrong")
+    assert time.time() - t0 >= 1.9
+    # The third failure ends the session.
+    with pytest.raises(imaplib.IMAP4.error):
+        m.login("alice@demo.test", "wrong again")
+    with pytest.raises((imaplib.IMAP4.abort, OSError, EOFError)):
+        m.noop()
+
+
+def test_suspended_login_gets_a_clear_code(imap):
+    m = imaps(imap, user=None)
+    with pytest.raises(imaplib.IMAP4.error, match="CONTACTADMIN"):
+        m.login("carol@other.test", CAROL_PW)
+    m.logout()
+
+
+# Folders.
+
+def test_new_mailbox_has_special_use_folders(imap):
+    m = imaps(imap)
+    typ, data = m.list()
+    assert typ == "OK"
+    lines = [d.decode() for d in data]
+    for name, use in (("Sent", "\\Sent"), ("Drafts", "\\Drafts"), ("Trash", "\\Trash"),
+                      ("Junk", "\\Junk"), ("Archive", "\\Archive")):
+        assert any(use in l and l.endswith('"%s"' % name) for l in lines), lines
+    assert any(l.endswith('"INBOX"') for l in lines)
+    # LIST-EXTENDED: only special-use folders, and RETURN (SUBSCRIBED STATUS).
+    r = Raw(imap)
+    out = r.cmd('LIST (SPECIAL-USE) "" "*"')
+    assert len([l for l in out if l.startswith(b"* LIST")]) == 5
+    out = r.cmd('LIST "" "INBOX" RETURN (SUBSCRIBED STATUS (MESSAGES UIDNEXT))')
+    assert any(b"\\Subscribed" in l and l.endswith(b'"INBOX"') for l in out), out
+    assert any(l.startswith(b'* STATUS "INBOX" (MESSAGES ') for l in out), out
+    assert r.cmd("NAMESPACE")[0] == b'* NAMESPACE (("" "/")) NIL NIL'
+    r.close()
+    m.logout()
+
+
+def test_create_rename_delete_subscribe_with_utf7_names(imap):
+    m = imaps(imap)
+    m.delete("Projekte/B&AOQ-r")
+    m.delete("Projekte")
+    m.delete("Neu/Gr&APw-n")
+    m.delete("Neu")
+    typ, _ = m.create("Projekte/B&AOQ-r")
+    assert typ == "OK"
+    typ, data = m.list('""', "Projekte*")
+    assert [d for d in data if d.endswith(b'"Projekte/B&AOQ-r"')], data
+    assert [d for d in data if b"\\HasChildren" in d and d.endswith(b'"Projekte"')], data
+    # The store keeps UTF-8 (one tenant's name, the user's own).
+    assert imap.sql("SELECT COUNT(*) FROM folders WHERE name = 'Projekte/Bär'") == [["1"]]
+    typ, _ = m.create("Projekte/B&AOQ-r")
+    assert typ == "NO"
+    typ, data = m.create("Bad&Name")
+    assert typ == "NO"
+    typ, _ = m.rename("Projekte", "Neu")
+    assert typ == "OK"
+    typ, data = m.list('""', "Neu/*")
+    assert [d for d in data if d.endswith(b'"Neu/B&AOQ-r"')], data
+    typ, _ = m.unsubscribe("Neu/B&AOQ-r")
+    assert typ == "OK"
+    typ, data = m.lsub('""', "Neu/*")
+    assert data == [None] or not [d for d in data if d and b"B&AOQ-r" in d], data
+    typ, data = m.delete("Neu")
+    assert typ == "NO" and b"INUSE" in data[0]
+    assert m.delete("Neu/B&AOQ-r")[0] == "OK"
+    assert m.delete("Neu")[0] == "OK"
+    typ, data = m.delete("INBOX")
+    assert typ == "NO"
+    typ, data = m.select("Neu")
+    assert typ == "NO" and b"NONEXISTENT" in data[0]
+    m.logout()
+
+
+# Messages.
+
+def test_append_fetch_sections_and_seen(imap):
+    m = imaps(imap)
+    fresh_folder(m, "T1")
+    typ, data = m.append("T1", "(\\Flagged $Work)", imaplib.Time2Internaldate(1700000000), MSG)
+    assert typ == "OK"
+    mo = re.search(rb"APPENDUID (\d+) (\d+)", data[0])
+    assert mo and mo.group(2) == b"1"
+    typ, data = m.select("T1")
+    assert typ == "OK" and data == [b"1"]
+    typ, data = m.fetch("1", "(UID FLAGS INTERNALDATE RFC822.SIZE)")
+    head = data[0].decode()
+    assert "UID 1" in head and "\\Flagged" in head and "$Work" in head and "\\Seen" not in head
+    assert 'INTERNALDATE "14-Nov-2023 22:13:20 +0000"' in head
+    assert "RFC822.SIZE %d" % len(MSG) in head
+    # Peeking sets nothing; a partial fetch is the bytes asked for.
+    typ, data = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)] BODY.PEEK[]<4.10>)")
+    assert data[0][1] == b"From: Sender One <one@example.org>\r\nSubject: Quarterly numbers\r\n\r\n"
+    assert data[1][0].endswith(b"BODY[]<4> {10}") and data[1][1] == MSG[4:14]
+    typ, data = m.fetch("1", "(FLAGS)")
+    assert b"\\Seen" not in data[0]
+    typ, data = m.fetch("1", "(BODY[TEXT] BODY[HEADER] BODY[1] RFC822.HEADER)")
+    hdr_len = MSG.index(b"\r\n\r\n") + 4
+    parts = [d for d in data if isinstance(d, tuple)]
+    assert parts[0][0].endswith(b"BODY[TEXT] {%d}" % (len(MSG) - hdr_len)) and parts[0][1] == MSG[hdr_len:]
+    assert parts[1][0].endswith(b"BODY[HEADER] {%d}" % hdr_len) and parts[1][1] == MSG[:hdr_len]
+    assert parts[2][0].endswith(b"BODY[1] {%d}" % (len(MSG) - hdr_len)) and parts[2][1] == MSG[hdr_len:]
+    assert parts[3][0].endswith(b"RFC822.HEADER {%d}" % hdr_len) and parts[3][1] == MSG[:hdr_len]
+    typ, data = m.fetch("1", "(FLAGS)")
+    assert b"\\Seen" in data[0]
+    typ, data = m.fetch("1", "RFC822")
+    assert data[0][1] == MSG
+    # Sequence numbers past the end are an error, UIDs past the end are not.
+    with pytest.raises(imaplib.IMAP4.error, match="Invalid message sequence number"):
+        m.fetch("5", "FLAGS")
+    typ, data = m.uid("FETCH", "5:7", "FLAGS")
+    assert typ == "OK"
+    m.logout()
+
+
+def test_store_copy_move_expunge_uidplus(imap):
+    m = imaps(imap)
+    fresh_folder(m, "T2")
+    fresh_folder(m, "T2b")
+    for i in range(4):
+        assert m.append("T2", None, None, MSG.replace(b"Quarterly", b"Msg%d" % i))[0] == "OK"
+    m.select("T2")
+    typ, data = m.store("2:3", "+FLAGS", "(\\Deleted)")
+    assert typ == "OK" and len(data) == 2 and b"\\Deleted" in data[0]
+    typ, data = m.store("1", "+FLAGS.SILENT", "(\\Answered)")
+    assert typ == "OK" and data == [None]
+    typ, data = m.store("1", "-FLAGS", "(\\Answered)")
+    assert b"\\Answered" not in data[0]
+    typ, data = m.copy("1:2", "T2b")
+    assert typ == "OK"
+    assert re.search(rb"COPYUID \d+ 1:2 1:2", data[0]), data
+    typ, data = m.copy("1", "Nowhere")
+    assert typ == "NO" and b"TRYCREATE" in data[0]
+    typ, data = m.uid("MOVE", "4", "T2b")
+    assert typ == "OK"
+    assert m.untagged_responses.pop("EXPUNGE") == [b"4"]
+    assert any(re.search(rb"COPYUID \d+ 4 3", x) for x in m.untagged_responses.pop("OK", [])), data
+    typ, data = m.expunge()
+    assert typ == "OK" and data == [b"2", b"2"], data   # uid 2 then uid 3 (renumbered)
+    typ, data = m.search(None, "ALL")
+    assert data == [b"1"]
+    # The copies share the body file: one inode, two names.
+    files = imap.sql("SELECT m.file FROM messages m JOIN folders f ON f.id = m.folder_id "
+                     "WHERE f.name IN ('T2', 'T2b') AND m.size > 0 ORDER BY f.name, m.uid")
+    inodes = [os.stat(os.path.join(imap.state_dir, "mail", f[0])).st_ino for f in files]
+    assert inodes[0] == inodes[1]
+    typ, data = m.status("T2b", "(MESSAGES UIDNEXT)")
+    assert b"MESSAGES 3" in data[0] and b"UIDNEXT 4" in data[0]
+    m.select("T2b")
+    typ, data = m.uid("STORE", "1:*", "+FLAGS", "(\\Deleted)")
+    assert typ == "OK"
+    r = Raw(imap)
+    r.cmd("SELECT T2b")
+    out = r.cmd("UID EXPUNGE 1")
+    assert out[0] == b"* 1 EXPUNGE" and out[-1].startswith(b"r3 OK")
+    out = r.cmd("CLOSE")
+    assert out[-1].startswith(b"r4 OK") and not any(b"EXPUNGE" in l for l in out)
+    assert r.cmd("STATUS T2b (MESSAGES)")[0] == b'* STATUS "T2b" (MESSAGES 0)'
+    r.close()
+    m.logout()
+
+
+def test_append_with_literal_plus_and_quota_used(imap):
+    r = Raw(imap)
+    r.cmd("DELETE T3")
+    r.cmd("CREATE T3")
+    before = int(imap.sql("SELECT used_bytes FROM mailboxes WHERE address = 'alice@demo.test'")[0][0])
+    body = b"Subject: plus\r\n\r\nno continuation needed\r\n"
+    r.n += 1
+    r.send(b"p1 APPEND T3 (\\Seen) {%d+}\r\n" % len(body) + body + b"\r\n")
+    out = r.until_tagged(b"p1")
+    assert not any(l.startswith(b"+") for l in out)
+    assert out[-1].startswith(b"p1 OK [APPENDUID")
+    after = int(imap.sql("SELECT used_bytes FROM mailboxes WHERE address = 'alice@demo.test'")[0][0])
+    assert after == before + len(body)
+    # With a synchronizing literal the server asks for the data.
+    r.send(b"p2 APPEND T3 {%d}\r\n" % len(body))
+    assert r.line().startswith(b"+ ")
+    r.send(body + b"\r\n")
+    assert r.until_tagged(b"p2")[-1].startswith(b"p2 OK [APPENDUID")
+    out = r.cmd("SELECT T3")
+    assert b"* 2 EXISTS" in out
+    out = r.cmd("FETCH 1:2 (FLAGS BODY.PEEK[TEXT])")
+    assert b"no continuation needed\r\n" in out
+    r.cmd("STORE 1:* +FLAGS (\\Deleted)")
+    r.cmd("EXPUNGE")
+    final = int(imap.sql("SELECT used_bytes FROM mailboxes WHERE address = 'alice@demo.test'")[0][0])
+    assert final == before
+    r.close()
+
+
+def test_quota_and_overquota(imap):
+    m = imaps(imap, "bob@other.test", BOB_PW)
+    typ, data = m.getquotaroot("INBOX")
+    assert typ == "OK"
+    assert data[0] == [b'"INBOX" ""'] and b"STORAGE" in data[1][0] and data[1][0].endswith(b" 4)")
+    big = b"Subject: big\r\n\r\n" + b"x" * 5000 + b"\r\n"
+    typ, data = m.append("INBOX", None, None, big)
+    assert typ == "NO" and b"OVERQUOTA" in data[0]
+    assert imap.sql("SELECT used_bytes FROM mailboxes WHERE address = 'bob@other.test'") == [["0"]]
+    typ, _ = m.append("INBOX", None, None, MSG)
+    assert typ == "OK"
+    m.logout()
+
+
+def test_search_esearch_and_sort(imap):
+    m = imaps(imap)
+    fresh_folder(m, "T4")
+    msgs = [
+        (b"From: Zed <zed@example.org>\r\nSubject: Re: apples\r\nDate: Tue, 3 Nov 2026 09:00:00 +0000\r\n\r\nred fruit\r\n", "(\\Seen)"),
+        (b"From: Amy <amy@example.org>\r\nSubject: bananas\r\nDate: Sun, 1 Nov 2026 09:00:00 +0000\r\nX-Tag: yellow\r\n\r\nyellow fruit, longer body here\r\n", None),
+        (b"From: Bob <bob@example.org>\r\nSubject: cherries\r\nDate: Mon, 2 Nov 2026 09:00:00 +0000\r\n\r\nsmall\r\n", "(\\Flagged)"),
+    ]
+    for body, flags in msgs:
+        assert m.append("T4", flags, imaplib.Time2Internaldate(1780000000), body)[0] == "OK"
+    m.select("T4")
+    assert m.search(None, "ALL")[1] == [b"1 2 3"]
+    assert m.search(None, "UNSEEN")[1] == [b"2 3"]
+    assert m.search(None, "FLAGGED")[1] == [b"3"]
+    assert m.search(None, "FROM", "amy")[1] == [b"2"]
+    assert m.search(None, "BODY", "fruit")[1] == [b"1 2"]
+    assert m.search(None, "TEXT", "Bob")[1] == [b"3"]
+    assert m.search(None, "HEADER", "X-Tag", "yellow")[1] == [b"2"]
+    assert m.search(None, "OR", "SUBJECT", "apples", "SUBJECT", "cherries")[1] == [b"1 3"]
+    assert m.search(None, "NOT", "SEEN", "NOT", "FLAGGED")[1] == [b"2"]
+    assert m.search(None, "SENTBEFORE", "2-Nov-2026")[1] == [b"2"]
+    assert m.search(None, "SENTON", "2-Nov-2026")[1] == [b"3"]
+    assert m.search(None, "LARGER", "120")[1] == [b"2"]
+    assert m.search(None, "2:*", "UNSEEN")[1] == [b"2 3"]
+    assert m.search("UTF-8", "SUBJECT", "bananas")[1] == [b"2"]
+    typ, data = m.uid("SEARCH", "UID", "2:3")
+    assert data == [b"2 3"]
+    typ, data = m.search("KOI8-R", "ALL")
+    assert typ == "NO" and b"BADCHARSET" in data[0]
+    r = Raw(imap)
+    r.cmd("SELECT T4")
+    out = r.cmd("SEARCH RETURN (MIN MAX COUNT ALL) UNSEEN")
+    assert out[0] == b'* ESEARCH (TAG "r3") MIN 2 MAX 3 COUNT 2 ALL 2:3', out
+    out = r.cmd("UID SEARCH RETURN () ALL")
+    assert out[0] == b'* ESEARCH (TAG "r4") UID ALL 1:3', out
+    assert r.cmd("SORT (SUBJECT) UTF-8 ALL")[0] == b"* SORT 1 2 3"
+    assert r.cmd("SORT (FROM) UTF-8 ALL")[0] == b"* SORT 2 3 1"
+    assert r.cmd("SORT (DATE) UTF-8 ALL")[0] == b"* SORT 2 3 1"
+    assert r.cmd("SORT (REVERSE SIZE) UTF-8 ALL")[0] == b"* SORT 2 1 3"
+    assert r.cmd("UID SORT (ARRIVAL) UTF-8 UNSEEN")[0] == b"* SORT 2 3"
+    r.close()
+    m.logout()
+
+
+def test_condstore(imap):
+    r = Raw(imap)
+    r.cmd("DELETE T5")
+    r.cmd("CREATE T5")
+    r.cmd("APPEND T5 {%d+}\r\n" % len(MSG) + MSG.decode())
+    out = r.cmd("SELECT T5 (CONDSTORE)")
+    hms = int(re.search(rb"HIGHESTMODSEQ (\d+)", b"\n".join(out)).group(1))
+    out = r.cmd("STORE 1 (UNCHANGEDSINCE %d) +FLAGS (\\Flagged)" % hms)
+    assert re.match(rb"\* 1 FETCH \(FLAGS \(\\Flagged( \\Recent)?\) MODSEQ \((\d+)\)\)", out[0]), out
+    new = int(re.search(rb"MODSEQ \((\d+)\)", out[0]).group(1))
+    assert new > hms
+    out = r.cmd("STORE 1 (UNCHANGEDSINCE %d) +FLAGS (\\Seen)" % hms)
+    assert out[-1].split(b" ", 1)[1].startswith(b"OK [MODIFIED 1]"), out
+    out = r.cmd("FETCH 1:* (FLAGS) (CHANGEDSINCE %d)" % hms)
+    assert b"MODSEQ (%d)" % new in out[0]
+    out = r.cmd("FETCH 1:* (FLAGS) (CHANGEDSINCE %d)" % new)
+    assert len(out) == 1 and out[0].split()[1] == b"OK"
+    out = r.cmd("SEARCH MODSEQ %d" % new)
+    assert out[0] == b"* SEARCH 1 (MODSEQ %d)" % new
+    out = r.cmd("STATUS T5 (HIGHESTMODSEQ)")
+    assert out[0] == b'* STATUS "T5" (HIGHESTMODSEQ %d)' % new
+    r.close()
+
+
+# Sessions see each other.
+
+def test_two_sessions_see_each_others_changes(imap):
+    a = Raw(imap)
+    b = Raw(imap)
+    a.cmd("DELETE T6")
+    a.cmd("CREATE T6")
+    for i in range(3):
+        a.cmd("APPEND T6 {%d+}\r\n" % len(MSG) + MSG.decode())
+    a.cmd("SELECT T6")
+    b.cmd("SELECT T6")
+    b.cmd("STORE 2 +FLAGS (\\Flagged)")
+    out = a.cmd("NOOP")
+    assert any(l.startswith(b"* 2 FETCH (UID 2 FLAGS (\\Flagged") for l in out), out
+    b.cmd("STORE 1 +FLAGS (\\Deleted)")
+    b.cmd("EXPUNGE")
+    b.cmd("APPEND T6 {%d+}\r\n" % len(MSG) + MSG.decode())
+    # No EXPUNGE while answering FETCH; it comes at the next NOOP.
+    out = a.cmd("FETCH 2 (UID)")
+    assert not any(b"EXPUNGE" in l for l in out) and out[0] == b"* 2 FETCH (UID 2)"
+    out = a.cmd("NOOP")
+    assert b"* 1 EXPUNGE" in out and b"* 3 EXISTS" in out, out
+    out = a.cmd("FETCH 1:* (UID)")
+    assert [l for l in out if l.startswith(b"*")] == [b"* 1 FETCH (UID 2)", b"* 2 FETCH (UID 3)",
+                                                      b"* 3 FETCH (UID 4)"]
+    a.close()
+    b.close()
+
+
+def test_idle_sees_mail_delivered_by_smtp(imap):
+    a = Raw(imap)
+    out = a.cmd("SELECT INBOX")
+    exists = int(re.search(rb"\* (\d+) EXISTS", b"\n".join(out)).group(1))
+    a.send(b"i1 IDLE\r\n")
+    assert a.line().startswith(b"+ ")
+    with smtplib.SMTP("127.0.0.1", imap.port(2525), timeout=15) as s:
+        s.sendmail("someone@example.org", ["alice@demo.test"],
+                   b"From: someone@example.org\r\nSubject: idle test\r\n\r\nwake up\r\n")
+    a.s.settimeout(20)
+    line = a.line()
+    while not line.endswith(b"EXISTS"):
+        line = a.line()
+    assert line == b"* %d EXISTS" % (exists + 1)
+    a.send(b"DONE\r\n")
+    out = a.until_tagged(b"i1")
+    assert out[-1] == b"i1 OK IDLE terminated"
+    out = a.cmd("FETCH %d (BODY.PEEK[HEADER.FIELDS (SUBJECT)])" % (exists + 1))
+    assert b"Subject: idle test\r\n\r\n" in out
+    a.close()
+
+
+# Tenants never meet.
+
+def test_tenant_isolation(imap):
+    alice = imaps(imap)
+    fresh_folder(alice, "Secret")
+    assert alice.append("Secret", None, None, MSG)[0] == "OK"
+    bob = imaps(imap, "bob@other.test", BOB_PW)
+    typ, data = bob.list()
+    assert not [d for d in data if b"Secret" in d]
+    typ, data = bob.select("Secret")
+    assert typ == "NO"
+    typ, data = bob.status("Secret", "(MESSAGES)")
+    assert typ == "NO"
+    typ, data = bob.select("INBOX")
+    n = int(data[0])
+    typ, data = bob.search(None, "SUBJECT", "Quarterly")
+    # Bob's own INBOX only: the message bob appended in the quota test.
+    assert data[0].split() == [b"1"] and n == 1
+    typ, data = bob.copy("1", "Secret")
+    assert typ == "NO" and b"TRYCREATE" in data[0]
+    alice.logout()
+    bob.logout()
+
+
+# Error paths.
+
+def test_syntax_state_and_unknown_commands(imap):
+    r = Raw(imap, login=False)
+    assert r.cmd("FROB")[-1].startswith(b"r1 BAD")
+    assert r.cmd("SELECT INBOX")[-1].startswith(b"r2 BAD")          # not logged in
+    r.send(b"\r\n")
+    assert r.line().startswith(b"* BAD")
+    r.cmd('LOGIN alice@demo.test "%s"' % ALICE_PW)
+    assert r.cmd("FETCH 1 FLAGS")[-1].startswith(b"r4 BAD")          # nothing selected
+    r.cmd("SELECT INBOX")
+    assert r.cmd("FETCH 1 (FLAGS")[-1].startswith(b"r6 BAD")
+    assert r.cmd("FETCH 0 FLAGS")[-1].startswith(b"r7 BAD")
+    assert r.cmd("STORE 1 +FLAGS (\\Recent)")[-1].startswith(b"r8 BAD")
+    assert r.cmd("SEARCH FROBNICATE")[-1].startswith(b"r9 BAD")
+    assert r.cmd("SEARCH " + "(" * 40 + "ALL" + ")" * 40)[-1].startswith(b"r10 BAD")
+    assert r.cmd('LIST "" "*" garbage')[-1].startswith(b"r11 BAD")
+    assert r.cmd("UID FROB 1")[-1].startswith(b"r12 BAD")
+    assert r.cmd("LOGIN a b")[-1].startswith(b"r13 BAD")             # already logged in
+    assert r.cmd("NOOP")[-1].startswith(b"r14 OK")
+    r.close()
+
+
+def test_overlong_line_and_literals(imap):
+    r = Raw(imap)
+    r.send(b"x1 NOOP " + b"a" * (70 * 1024) + b"\r\n")
+    assert r.line() == b"* BAD [TOOBIG] Command line too long"
+    assert r.cmd("NOOP")[-1].startswith(b"r2 OK")
+    # A synchronizing literal over the limit is refused before it is sent.
+    r.send(b"x2 LOGIN {999999}\r\n")
+    assert r.line() == b"x2 NO [TOOBIG] Literal too large"
+    # An APPEND over the message limit, likewise.
+    r.send(b"x3 APPEND INBOX {999999999}\r\n")
+    assert r.line() == b"x3 NO [TOOBIG] Literal too large"
+    # A non-synchronizing one is read and thrown away, then refused.
+    r.send(b"x4 CREATE {70000+}\r\n" + b"b" * 70000 + b"\r\n")
+    assert r.line() == b"x4 NO [TOOBIG] Command too large"
+    assert r.cmd("NOOP")[-1].startswith(b"r3 OK")
+    r.close()
+
+
+def test_too_many_errors_end_the_session(imap):
+    r = Raw(imap)
+    with pytest.raises((EOFError, OSError)):
+        for _ in range(30):
+            r.cmd("BOGUS")
+    r.close()
+
+
+# curl.
+
+def curl(*args):
+    return subprocess.run(["curl", "-sS", "-k", "--max-time", "20"] + list(args),
+                           capture_output=True, text=True)
+
+
+def test_curl_imaps_and_imap_starttls(imap):
+    m = imaps(imap)
+    fresh_folder(m, "Curl")
+    assert m.append("Curl", None, None, MSG)[0] == "OK"
+    m.logout()
+    user = "alice@demo.test:" + ALICE_PW
+    r = curl("--user", user, "imaps://127.0.0.1:%d/" % imap.port(2993))
+    assert r.returncode == 0, r.stderr
+    assert '"Curl"' in r.stdout and '"INBOX"' in r.stdout
+    r = curl("--user", user, "imaps://127.0.0.1:%d/Curl;UID=1" % imap.port(2993))
+    assert r.returncode == 0, r.stderr
+    assert "Blue widgets sold well." in r.stdout and "Subject: Quarterly numbers" in r.stdout
+    r = curl("--ssl-reqd", "--user", user, "imap://127.0.0.1:%d/Curl;UID=1;SECTION=HEADER" % imap.port(2143))
+    assert r.returncode == 0, r.stderr
+    assert "Subject: Quarterly numbers" in r.stdout and "Blue widgets" not in r.stdout
+    r = curl("--ssl-reqd", "--user", user, "-X", "SEARCH SUBJECT Quarterly",
+             "imap://127.0.0.1:%d/Curl" % imap.port(2143))
+    assert r.returncode == 0 and "* SEARCH 1" in r.stdout, r.stdout + r.stderr
+    # Without TLS curl may not log in (LOGINDISABLED).
+    r = curl("--user", user, "imap://127.0.0.1:%d/" % imap.port(2143))
+    assert r.returncode != 0
