@@ -347,6 +347,13 @@ conn_settle(struct conn *c)
 		conn_free(c);
 		return;
 	}
+	/* An idle connection holds no buffers: every read reserves 16 KiB and
+	 * a large reply grows the output, and thousands of idle sessions must
+	 * not keep that. Empty buffers are released; the next use allocates. */
+	if (buf_len(&c->in) == 0 && c->in.cap > 0)
+		buf_free(&c->in);
+	if (buf_len(&c->out) == 0 && c->out.cap > 0)
+		buf_free(&c->out);
 	conn_update_interest(c);
 }
 
