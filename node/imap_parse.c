@@ -369,7 +369,7 @@ seqset(struct lex *l, struct imap_seqset *set)
 	if ((set->r = arena_alloc(l->cmd, count * sizeof(*set->r))) == NULL)
 		return fail(l, "out of memory");
 	for (;;) {
-		uint32_t a, b;
+		uint32_t a = 0, b = 0;
 
 		if (seq_number(l, &a) == -1)
 			return fail(l, "bad sequence set");

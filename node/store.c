@@ -617,6 +617,8 @@ out:
 
 /* Messages. */
 
+static void free_msgs(struct store_msg *, size_t);
+
 static int
 load_msgs(MYSQL_RES *res, struct store_msg **out, size_t *n)
 {
@@ -643,10 +645,8 @@ load_msgs(MYSQL_RES *res, struct store_msg **out, size_t *n)
 	*n = i;
 	return 0;
 fail:
-	while (i-- > 0)
-		free(v[i].keywords);
-	free(v[i].keywords);
-	free(v);
+	/* calloc'd: the entries not reached hold NULL keywords. */
+	free_msgs(v, rows);
 	return -1;
 }
 
