@@ -619,3 +619,27 @@ def test_curl_imaps_and_imap_starttls(imap):
     # Without TLS curl may not log in (LOGINDISABLED).
     r = curl("--user", user, "imap://127.0.0.1:%d/" % imap.port(2143))
     assert r.returncode != 0
+
+
+def test_rename_inbox_moves_its_mail_and_deleted_folder_ends_selection(imap):
+    r = Raw(imap, user="bob@other.test", pw=BOB_PW)
+    r.cmd("DELETE Old")
+    out = r.cmd("STATUS INBOX (MESSAGES)")
+    n = int(re.search(rb"MESSAGES (\d+)", out[0]).group(1))
+    assert n >= 1
+    assert r.cmd("RENAME INBOX Old")[-1].split()[1] == b"OK"
+    assert r.cmd("STATUS INBOX (MESSAGES)")[0] == b'* STATUS "INBOX" (MESSAGES 0)'
+    out = r.cmd("STATUS Old (MESSAGES UIDNEXT)")
+    assert out[0] == b'* STATUS "Old" (MESSAGES %d UIDNEXT %d)' % (n, n + 1)
+    # The quota did not move: the bytes are still in the mailbox.
+    used = int(imap.sql("SELECT used_bytes FROM mailboxes WHERE address = 'bob@other.test'")[0][0])
+    assert used == len(MSG) * n
+    # Another session deletes the folder this one has selected.
+    other = Raw(imap, user="bob@other.test", pw=BOB_PW)
+    r.cmd("SELECT Old")
+    assert other.cmd("DELETE Old")[-1].split()[1] == b"OK"
+    out = r.cmd("NOOP")
+    assert out[-1].startswith(b"* BYE")
+    assert int(imap.sql("SELECT used_bytes FROM mailboxes WHERE address = 'bob@other.test'")[0][0]) == 0
+    other.close()
+    r.close()
