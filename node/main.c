@@ -30,6 +30,7 @@
 #include "settings.h"
 #include "svc_admin.h"
 #include "imap_session.h"
+#include "pop3_session.h"
 #include "smtp_session.h"
 #include "store.h"
 #include "spool.h"
@@ -375,6 +376,7 @@ main(int argc, char **argv)
 			goto fail;
 		smtp_set_tls(node_tls);
 		imap_set_tls(node_tls);
+		pop3_set_tls(node_tls);
 	}
 
 	if (o.database != NULL) {
@@ -392,6 +394,8 @@ main(int argc, char **argv)
 	service_set_handler("spool", &delivery_runner);
 	service_set_handler("imap", &imap_service);
 	service_set_handler("imaps", &imap_service);
+	service_set_handler("pop3", &pop3_service);
+	service_set_handler("pop3s", &pop3_service);
 	if (prepare_database(&conf, o.schema_dir, err, sizeof(err)) == -1)
 		goto fail;
 	if (db_pool_start(&conf, 2) == -1) {
