@@ -376,6 +376,9 @@ conn_event(struct loop_watch *w, uint32_t events)
 		if (c->want_drained && c->phase == CONN_OPEN && buf_len(&c->out) < CONN_OUT_LOW) {
 			c->want_drained = false;
 			c->l->ops->drained(c);
+			/* the reply may be complete: pipelined commands wait in c->in */
+			if (buf_len(&c->in) > 0)
+				events |= EPOLLIN;
 		}
 		if (c->phase == CONN_OPEN && !c->paused && (events & (EPOLLIN | EPOLLHUP)))
 			conn_process_input(c);
