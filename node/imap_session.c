@@ -414,6 +414,9 @@ resolve_set(const struct imap_selected *sel, const struct imap_seqset *set, bool
 			a = lower_bound(sel, lo);
 			b = hi == UINT32_MAX ? sel->n : lower_bound(sel, hi + 1);
 		} else {
+			/* "1:*" in an empty folder names nothing; it is no error. */
+			if ((lo == IMAP_SEQ_STAR || hi == IMAP_SEQ_STAR) && sel->n == 0)
+				continue;
 			if (lo == IMAP_SEQ_STAR)
 				lo = (uint32_t)sel->n;
 			if (hi == IMAP_SEQ_STAR)
@@ -424,12 +427,10 @@ resolve_set(const struct imap_selected *sel, const struct imap_seqset *set, bool
 				lo = hi;
 				hi = t;
 			}
-			if (hi > sel->n || (lo == 0 && sel->n > 0)) {
+			if (hi > sel->n || lo == 0) {
 				free(v);
 				return -1;
 			}
-			if (lo == 0)
-				continue;	/* "*" in an empty folder */
 			a = lo - 1;
 			b = hi;
 		}

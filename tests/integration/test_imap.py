@@ -643,3 +643,26 @@ def test_rename_inbox_moves_its_mail_and_deleted_folder_ends_selection(imap):
     assert int(imap.sql("SELECT used_bytes FROM mailboxes WHERE address = 'bob@other.test'")[0][0]) == 0
     other.close()
     r.close()
+
+
+def test_database_outage_is_a_temporary_no_then_recovers(imap):
+    """Last in the module: it takes the database away."""
+    import signal
+    r = Raw(imap)
+    r.cmd("SELECT INBOX")
+    pids = imap.mariadb_pids()
+    assert len(pids) == 1
+    os.kill(pids[0], signal.SIGKILL)
+    seen = []
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        out = r.cmd("STATUS INBOX (MESSAGES)")
+        seen.append(out[-1])
+        if b"[UNAVAILABLE]" in out[-1]:
+            break
+    assert any(l.split(b" ", 1)[1].startswith(b"NO [UNAVAILABLE]") for l in seen), seen
+    # The session stays; once the node has restarted the database it works again.
+    assert wait_until(lambda: r.cmd("STATUS INBOX (MESSAGES)")[-1].split()[1] == b"OK", timeout=90, step=0.5)
+    out = r.cmd("FETCH 1:* (UID)")
+    assert out[-1].split()[1] == b"OK"
+    r.close()
