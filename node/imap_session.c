@@ -65,8 +65,27 @@ struct imap_sess {
 	char			*login;
 	unsigned		 auth_fails, errors;
 	bool			 condstore;
-	struct loop_timer	 timer;		/* failed-login delay, IDLE poll */
+	struct loop_timer	 timer;		/* failed-login delay */
 	struct imap_selected	*sel;
+	struct imap_sess	*idle_prev, *idle_next;	/* in its loop's IDLE watch */
+	bool			 watched;
+};
+
+/* Sessions in IDLE are watched per loop by one query a second for all
+ * their folders (not one per session); a session whose folder moved then
+ * fetches its changes. */
+struct idle_watch {
+	struct imap_sess	*head;
+	struct loop_timer	 timer;
+	bool			 busy;		/* a query is with the database */
+};
+static struct idle_watch	*idle_watches;	/* one per loop */
+static unsigned			 idle_nwatches;
+
+struct idle_job {
+	struct loop			*loop;
+	struct store_folder_state	*v;
+	size_t				 n;
 };
 
 enum job_kind { JOB_LOGIN, JOB_COMMAND, JOB_POLL };
@@ -1608,14 +1627,130 @@ login_done(struct imap_sess *s, struct imap_job *j, int result)
 	return false;
 }
 
-static void idle_poll(struct loop_timer *);
+static void idle_tick(struct loop_timer *);
+static void poll_session(struct imap_sess *);
+
+static struct idle_watch *
+idle_watch_here(void)
+{
+	unsigned id = loop_id(loop_current());
+
+	return id < idle_nwatches ? &idle_watches[id] : NULL;
+}
 
 static void
-idle_arm(struct imap_sess *s)
+idle_watch_add(struct imap_sess *s)
 {
-	s->timer.cb = idle_poll;
-	s->timer.arg = s;
-	loop_timer_start(loop_current(), &s->timer, IMAP_IDLE_POLL_MS);
+	struct idle_watch *w = idle_watch_here();
+
+	if (w == NULL || s->watched || s->sel == NULL)
+		return;
+	s->idle_prev = NULL;
+	s->idle_next = w->head;
+	if (w->head)
+		w->head->idle_prev = s;
+	w->head = s;
+	s->watched = true;
+	if (!loop_timer_armed(&w->timer) && !w->busy) {
+		w->timer.cb = idle_tick;
+		w->timer.arg = w;
+		loop_timer_start(loop_current(), &w->timer, IMAP_IDLE_POLL_MS);
+	}
+}
+
+static void
+idle_watch_remove(struct imap_sess *s)
+{
+	struct idle_watch *w = idle_watch_here();
+
+	if (w == NULL || !s->watched)
+		return;
+	if (s->idle_prev)
+		s->idle_prev->idle_next = s->idle_next;
+	else
+		w->head = s->idle_next;
+	if (s->idle_next)
+		s->idle_next->idle_prev = s->idle_prev;
+	s->idle_prev = s->idle_next = NULL;
+	s->watched = false;
+}
+
+static int
+idle_job_run(MYSQL *m, void *arg)
+{
+	struct idle_job *ij = arg;
+
+	return store_folders_state(m, ij->v, ij->n) == STORE_OK ? 0 : -1;
+}
+
+static int
+cmp_folder_state(const void *a, const void *b)
+{
+	const struct store_folder_state *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static void
+idle_job_done(void *arg, int result)
+{
+	struct idle_job *ij = arg;
+	struct idle_watch *w = idle_watch_here();
+	struct imap_sess *s, *next;
+
+	if (w == NULL) {
+		free(ij->v);
+		free(ij);
+		return;
+	}
+	w->busy = false;
+	for (s = w->head; s != NULL && result == 0; s = next) {
+		struct store_folder_state key, *f;
+
+		next = s->idle_next;
+		if (s->pending > 0 || s->sel == NULL)
+			continue;
+		key.id = s->sel->folder_id;
+		f = bsearch(&key, ij->v, ij->n, sizeof(*ij->v), cmp_folder_state);
+		if (f == NULL)
+			continue;	/* joined after the query left */
+		if (f->uidnext == 0 || f->uidnext != s->sel->uidnext || f->highestmodseq != s->sel->highestmodseq)
+			poll_session(s);
+	}
+	free(ij->v);
+	free(ij);
+	if (w->head != NULL && !loop_timer_armed(&w->timer))
+		loop_timer_start(loop_current(), &w->timer, IMAP_IDLE_POLL_MS);
+}
+
+static void
+idle_tick(struct loop_timer *t)
+{
+	struct idle_watch *w = t->arg;
+	struct idle_job *ij;
+	struct imap_sess *s;
+	size_t n = 0;
+
+	for (s = w->head; s != NULL; s = s->idle_next)
+		n++;
+	if (n == 0)
+		return;
+	if ((ij = calloc(1, sizeof(*ij))) == NULL || (ij->v = calloc(n, sizeof(*ij->v))) == NULL) {
+		free(ij);
+		loop_timer_start(loop_current(), &w->timer, IMAP_IDLE_POLL_MS);
+		return;
+	}
+	for (s = w->head; s != NULL; s = s->idle_next)
+		if (s->pending == 0 && s->sel != NULL)
+			ij->v[ij->n++].id = s->sel->folder_id;
+	ij->loop = loop_current();
+	if (ij->n == 0 || db_submit(idle_job_run, idle_job_done, ij) == -1) {
+		free(ij->v);
+		free(ij);
+		loop_timer_start(loop_current(), &w->timer, IMAP_IDLE_POLL_MS);
+		return;
+	}
+	w->busy = true;
 }
 
 static void
@@ -1648,9 +1783,6 @@ job_done(void *arg, int result)
 				s->idle_done = false;
 				s->in = IN_LINE;
 				reply(s, "%s OK IDLE terminated", s->wait_tag);
-			} else {
-				idle_arm(s);
-				resume = true;
 			}
 		}
 		break;
@@ -1694,18 +1826,16 @@ submit(struct imap_sess *s, struct imap_job *j)
 	s->pending++;
 }
 
+/* Fetch what changed in an IDLE session's folder. */
 static void
-idle_poll(struct loop_timer *t)
+poll_session(struct imap_sess *s)
 {
-	struct imap_sess *s = t->arg;
 	struct imap_job *j;
 
 	if (s->conn == NULL || s->in != IN_IDLE || s->pending > 0)
 		return;
-	if ((j = calloc(1, sizeof(*j))) == NULL) {
-		idle_arm(s);
+	if ((j = calloc(1, sizeof(*j))) == NULL)
 		return;
-	}
 	j->kind = JOB_POLL;
 	buf_init(&j->out, 0);
 	buf_init(&j->text, 0);
@@ -1925,8 +2055,7 @@ command(struct imap_sess *s)
 		s->in = IN_IDLE;
 		s->idle_done = false;
 		reply(s, "+ idling");
-		if (s->sel)
-			idle_arm(s);
+		idle_watch_add(s);
 		break;
 	default:
 		submit(s, j);
@@ -1974,13 +2103,12 @@ auth_line(struct imap_sess *s, const char *line)
 static void
 idle_line(struct imap_sess *s, const char *line)
 {
+	idle_watch_remove(s);
 	if (strcasecmp(line, "DONE") != 0) {
-		loop_timer_stop(loop_current(), &s->timer);
 		s->in = IN_LINE;
 		bad(s, s->wait_tag, "Expected DONE");
 		return;
 	}
-	loop_timer_stop(loop_current(), &s->timer);
 	if (s->pending > 0) {
 		s->idle_done = true;	/* answered when the poll in flight returns */
 		return;
@@ -2156,6 +2284,7 @@ imap_close(struct conn *conn)
 	if (s == NULL)
 		return;
 	s->conn = NULL;
+	idle_watch_remove(s);
 	if (loop_timer_armed(&s->timer))
 		loop_timer_stop(loop_current(), &s->timer);
 	/* A job still holds it: it is freed when the job answers. */
@@ -2181,6 +2310,14 @@ imap_start(struct service *s, char *err, size_t errlen)
 	if (implicit && imap_tls == NULL) {
 		snprintf(err, errlen, "no TLS certificate for %s", s->def->name);
 		return -1;
+	}
+	/* Kept for the node's life (both services share it). */
+	if (idle_watches == NULL) {
+		if ((idle_watches = calloc(loops_count(), sizeof(*idle_watches))) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		idle_nwatches = loops_count();
 	}
 	s->impl = conn_listen(s, &imap_ops, imap_tls, implicit, err, errlen);
 	return s->impl ? 0 : -1;

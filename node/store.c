@@ -793,6 +793,56 @@ fail:
 	return STORE_ERROR;
 }
 
+static int
+cmp_state(const void *a, const void *b)
+{
+	const struct store_folder_state *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+int
+store_folders_state(MYSQL *m, struct store_folder_state *v, size_t n)
+{
+	struct buf b;
+	MYSQL_RES *res = NULL;
+	MYSQL_ROW row;
+	size_t i;
+	int rc = STORE_ERROR;
+
+	if (n == 0)
+		return STORE_OK;
+	qsort(v, n, sizeof(*v), cmp_state);
+	for (i = 0; i < n; i++)
+		v[i].uidnext = 0;
+	buf_init(&b, 0);
+	if (buf_puts(&b, "SELECT id, uidnext, highestmodseq FROM folders WHERE id IN (") == -1)
+		goto out;
+	for (i = 0; i < n; i++)
+		if (buf_printf(&b, "%s%" PRIu64, i ? "," : "", v[i].id) == -1)
+			goto out;
+	if (buf_puts(&b, ")") == -1 || (res = sq_res(m, &b)) == NULL)
+		goto out;
+	while ((row = mysql_fetch_row(res)) != NULL) {
+		struct store_folder_state key = { .id = parse_u64(row[0]) }, *f;
+
+		f = bsearch(&key, v, n, sizeof(*v), cmp_state);
+		/* Duplicates are adjacent: fill them all. */
+		while (f && f > v && f[-1].id == key.id)
+			f--;
+		for (; f && f < v + n && f->id == key.id; f++) {
+			f->uidnext = (uint32_t)parse_u64(row[1]);
+			f->highestmodseq = parse_u64(row[2]);
+		}
+	}
+	rc = STORE_OK;
+out:
+	if (res)
+		mysql_free_result(res);
+	buf_free(&b);
+	return rc;
+}
+
 void
 store_changes_free(struct store_changes *c)
 {

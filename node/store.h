@@ -112,6 +112,16 @@ int	 store_changes(MYSQL *, uint64_t mailbox_id, uint64_t folder_id, uint64_t si
 	    uint32_t since_uid, struct store_changes *);
 void	 store_changes_free(struct store_changes *);
 
+/* The change markers of many folders at once (what IDLE watches): fills
+ * uidnext and highestmodseq of each id given; a folder that is gone gets
+ * uidnext 0. */
+struct store_folder_state {
+	uint64_t	 id;
+	uint32_t	 uidnext;
+	uint64_t	 highestmodseq;
+};
+int	 store_folders_state(MYSQL *, struct store_folder_state *, size_t n);
+
 enum store_flag_op { STORE_FLAGS_SET, STORE_FLAGS_ADD, STORE_FLAGS_REMOVE };
 
 struct store_flag_req {

@@ -518,6 +518,39 @@ def test_idle_sees_mail_delivered_by_smtp(imap):
     a.close()
 
 
+
+def test_idle_sessions_each_see_only_their_folder(imap):
+    w = Raw(imap)
+    w.cmd("DELETE Quiet")
+    w.cmd("CREATE Quiet")
+    watchers = []
+    for folder in ("INBOX", "INBOX", "INBOX", "Quiet"):
+        r = Raw(imap)
+        out = r.cmd("SELECT " + folder)
+        n = int(re.search(rb"\* (\d+) EXISTS", b"\n".join(out)).group(1))
+        r.send(b"w IDLE\r\n")
+        assert r.line().startswith(b"+ ")
+        watchers.append((r, n))
+    time.sleep(1.5)
+    w.cmd("APPEND INBOX {%d+}\r\n" % len(MSG) + MSG.decode())
+    w.cmd("SELECT INBOX")
+    w.cmd("STORE 1 +FLAGS (\\Flagged)")
+    for r, n in watchers[:3]:
+        r.s.settimeout(10)
+        got = [r.line(), r.line()]
+        assert b"* %d EXISTS" % (n + 1) in got, got
+    # The watcher of the other folder hears nothing.
+    quiet, _ = watchers[3]
+    quiet.s.settimeout(2.5)
+    with pytest.raises((socket.timeout, TimeoutError)):
+        quiet.line()
+    quiet.s.settimeout(10)
+    for r, _ in watchers:
+        r.send(b"DONE\r\n")
+        assert r.until_tagged(b"w")[-1] == b"w OK IDLE terminated"
+        r.close()
+    w.close()
+
 # Tenants never meet.
 
 def test_tenant_isolation(imap):
