@@ -33,6 +33,10 @@
 #define IMAP_MAX_ERRORS		20			/* BAD replies before the session is ended */
 #define IMAP_IDLE_POLL_MS	1000			/* IDLE looks for changes this often */
 #define IMAP_AUTH_LINE_MAX	4096
+#define IMAP_FETCH_BATCH	1000			/* messages per FETCH job without text */
+#define IMAP_FETCH_BATCH_TEXT	50			/* ... and with message text */
+#define IMAP_OUT_HIGH		(1024 * 1024)		/* a FETCH waits while this much is unsent */
+#define IMAP_OUT_WAIT_MS	20
 
 static struct tls_creds	*imap_tls;
 
@@ -68,6 +72,7 @@ struct imap_sess {
 	struct loop_timer	 timer;		/* failed-login delay */
 	struct imap_selected	*sel;
 	struct imap_sess	*idle_prev, *idle_next;	/* in its loop's IDLE watch */
+	struct imap_job		*cont;		/* a FETCH waiting for the output to drain */
 	bool			 watched;
 };
 
@@ -98,6 +103,10 @@ struct imap_job {
 	struct buf		 out;		/* the reply, built on the worker */
 	bool			 tagged;	/* out ends with the tagged reply */
 	bool			 close_after;
+	/* FETCH runs in batches: the reply of each is sent before the next. */
+	uint32_t		*uids;
+	size_t			 nuids, next;
+	bool			 resolved, more;
 	/* JOB_LOGIN */
 	char			 tag[IMAP_TAG_MAX + 1];
 	char			 user[256];
@@ -107,6 +116,7 @@ struct imap_job {
 
 static void imap_input(struct conn *);
 static void submit(struct imap_sess *, struct imap_job *);
+static void fetch_continue(struct imap_sess *, struct imap_job *);
 
 void
 imap_set_tls(struct tls_creds *creds)
@@ -182,6 +192,7 @@ sess_free(struct imap_sess *s)
 static void
 job_free(struct imap_job *j)
 {
+	free(j->uids);
 	imap_cmd_free(&j->cmd);
 	buf_free(&j->text);
 	buf_free(&j->out);
@@ -1025,18 +1036,28 @@ exec_fetch(MYSQL *m, struct imap_job *j)
 	if (c->changedsince || (c->fetch_items & IMAP_FI_MODSEQ))
 		s->condstore = true;
 	modseq = s->condstore && (c->fetch_items & (IMAP_FI_FLAGS | IMAP_FI_MODSEQ));
-	rc = resolve_set(sel, &c->set, c->uid, &uids, &n);
-	if (rc == -1) {
-		tagged(j, "BAD Invalid message sequence number");
-		return 0;
+	if (!j->resolved) {
+		rc = resolve_set(sel, &c->set, c->uid, &j->uids, &j->nuids);
+		if (rc == -1) {
+			tagged(j, "BAD Invalid message sequence number");
+			return 0;
+		}
+		if (rc == -2) {
+			tagged(j, "NO [SERVERBUG] Out of memory");
+			return 0;
+		}
+		j->resolved = true;
 	}
-	if (rc == -2) {
-		tagged(j, "NO [SERVERBUG] Out of memory");
-		return 0;
-	}
+	/* This batch: fewer messages when their text is sent. */
+	uids = j->uids + j->next;
+	n = j->nuids - j->next;
+	if (n > (c->nsections > 0 ? IMAP_FETCH_BATCH_TEXT : IMAP_FETCH_BATCH))
+		n = c->nsections > 0 ? IMAP_FETCH_BATCH_TEXT : IMAP_FETCH_BATCH;
+	j->next += n;
+	j->more = j->next < j->nuids;
 	if (n > 0 && (rc = store_fetch_rows(m, s->mailbox_id, sel->folder_id, uids, n, want_meta, &rows,
 	    &nrows)) != STORE_OK) {
-		free(uids);
+		j->more = false;
 		store_fail(j, rc, "FETCH");
 		return -1;
 	}
@@ -1114,7 +1135,7 @@ exec_fetch(MYSQL *m, struct imap_job *j)
 		if (c->nsections > 0) {
 			buf_init(&data, 0);
 			if (store_read_body(r->path, 0, UINT64_MAX, &data) == -1) {
-				sess_log(s, LOG_LVL_ERR, "reading %s failed", r->path);
+				log_err("imap: reading %s failed", r->path);
 				buf_reset(&data);
 			}
 			for (k = 0; k < c->nsections; k++) {
@@ -1128,8 +1149,9 @@ exec_fetch(MYSQL *m, struct imap_job *j)
 		(void)buf_puts(&j->out, ")\r\n");
 	}
 	store_fetch_rows_free(rows, nrows);
-	free(uids);
 	free(unseen);
+	if (j->more)
+		return 0;
 	if (c->uid && notify_changes(m, j, true) == -1)
 		return -1;
 	tagged(j, "OK %sFETCH completed", c->uid ? "UID " : "");
@@ -1753,6 +1775,46 @@ idle_tick(struct loop_timer *t)
 	w->busy = true;
 }
 
+static int job_run(MYSQL *, void *);
+static void job_done(void *, int);
+
+static void
+fetch_resume(struct loop_timer *t)
+{
+	struct imap_sess *s = t->arg;
+	struct imap_job *j = s->cont;
+
+	s->cont = NULL;
+	if (s->conn == NULL) {
+		s->pending--;
+		job_free(j);
+		if (s->pending == 0)
+			sess_free(s);
+		return;
+	}
+	fetch_continue(s, j);
+}
+
+/* Submit the next FETCH batch (the session stays busy meanwhile). */
+static void
+fetch_continue(struct imap_sess *s, struct imap_job *j)
+{
+	if (conn_output_pending(s->conn) > IMAP_OUT_HIGH) {
+		s->cont = j;
+		s->timer.cb = fetch_resume;
+		s->timer.arg = s;
+		loop_timer_start(loop_current(), &s->timer, IMAP_OUT_WAIT_MS);
+		return;
+	}
+	if (db_submit(job_run, job_done, j) == -1) {
+		s->pending--;
+		s->in = IN_LINE;
+		reply(s, "%s NO [UNAVAILABLE] Temporary failure, try again later", j->cmd.tag);
+		job_free(j);
+		conn_resume_input(s->conn);
+	}
+}
+
 static void
 job_done(void *arg, int result)
 {
@@ -1787,6 +1849,13 @@ job_done(void *arg, int result)
 		}
 		break;
 	case JOB_COMMAND:
+		if (j->more && result == 0) {
+			/* The next batch once the client has read most of this one. */
+			buf_reset(&j->out);
+			s->pending++;
+			fetch_continue(s, j);
+			return;
+		}
 		s->in = IN_LINE;
 		if (!j->tagged)
 			reply(s, "%s NO [UNAVAILABLE] Temporary failure, try again later", j->cmd.tag);
@@ -2287,6 +2356,12 @@ imap_close(struct conn *conn)
 	idle_watch_remove(s);
 	if (loop_timer_armed(&s->timer))
 		loop_timer_stop(loop_current(), &s->timer);
+	if (s->cont) {
+		/* A FETCH waiting for the client to read: it never will. */
+		job_free(s->cont);
+		s->cont = NULL;
+		s->pending--;
+	}
 	/* A job still holds it: it is freed when the job answers. */
 	if (s->pending == 0)
 		sess_free(s);

@@ -467,6 +467,27 @@ def test_condstore(imap):
     r.close()
 
 
+
+def test_large_fetch_comes_in_batches_in_order(imap):
+    r = Raw(imap)
+    r.cmd("DELETE Big")
+    r.cmd("CREATE Big")
+    body = MSG + b"x" * 20000 + b"\r\n"
+    # Pipelined APPENDs with LITERAL+: no round trip per message.
+    r.send(b"".join(b"b%d APPEND Big {%d+}\r\n%s\r\n" % (i, len(body), body) for i in range(130)))
+    r.until_tagged(b"b129")
+    r.cmd("SELECT Big")
+    out = r.cmd("FETCH 1:* (UID BODY.PEEK[])")
+    heads = [l for l in out if l.startswith(b"* ")]
+    assert len(heads) == 130
+    assert all(h.startswith(b"* %d FETCH (UID %d BODY[] {%d}" % (i + 1, i + 1, len(body))) for i, h in enumerate(heads))
+    assert out.count(body) == 130
+    assert out[-1].split()[1] == b"OK"
+    # Reading the text (not peeking) sets \Seen on every one of them.
+    r.cmd("FETCH 1:* BODY[TEXT]")
+    assert r.cmd("SEARCH UNSEEN")[0] == b"* SEARCH"
+    r.close()
+
 # Sessions see each other.
 
 def test_two_sessions_see_each_others_changes(imap):
