@@ -192,6 +192,9 @@ sess_free(struct imap_sess *s)
 static void
 job_free(struct imap_job *j)
 {
+	/* A LOGIN's text holds the password. */
+	if ((j->cmd.verb == IMAP_LOGIN || j->cmd.verb == IMAP_AUTHENTICATE) && j->text.data)
+		explicit_bzero(j->text.data, j->text.cap);
 	free(j->uids);
 	imap_cmd_free(&j->cmd);
 	buf_free(&j->text);
@@ -672,27 +675,37 @@ exec_select(MYSQL *m, struct imap_job *j)
 	return 0;
 }
 
-/* '*' matches anything, '%' anything but the delimiter. */
+/* '*' matches anything, '%' anything but the delimiter. Dynamic
+ * programming over (pattern, name): no backtracking blow-up whatever the
+ * wildcards. */
+#define LIST_PATTERN_MAX	1024
 static bool
 list_match(const char *pat, const char *name)
 {
-	for (; *pat; pat++) {
-		if (*pat == '*' || *pat == '%') {
-			const char *n = name;
+	size_t plen = strlen(pat), nlen = strlen(name), i, j;
+	bool prev[STORE_NAME_MAX + 2], cur[STORE_NAME_MAX + 2];
 
-			for (;;) {
-				if (list_match(pat + 1, n))
-					return true;
-				if (*n == '\0' || (*pat == '%' && *n == '/'))
-					return false;
-				n++;
-			}
+	if (plen > LIST_PATTERN_MAX || nlen > STORE_NAME_MAX)
+		return false;
+	/* prev[j]: pat[0..i) matches name[0..j) */
+	prev[0] = true;
+	for (j = 1; j <= nlen; j++)
+		prev[j] = false;
+	for (i = 0; i < plen; i++) {
+		char p = pat[i];
+
+		cur[0] = (p == '*' || p == '%') && prev[0];
+		for (j = 1; j <= nlen; j++) {
+			if (p == '*')
+				cur[j] = prev[j] || cur[j - 1];
+			else if (p == '%')
+				cur[j] = prev[j] || (cur[j - 1] && name[j - 1] != '/');
+			else
+				cur[j] = prev[j - 1] && name[j - 1] == p;
 		}
-		if (*pat != *name)
-			return false;
-		name++;
+		memcpy(prev, cur, (nlen + 1) * sizeof(bool));
 	}
-	return *name == '\0';
+	return prev[nlen];
 }
 
 static bool

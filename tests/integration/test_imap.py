@@ -228,6 +228,18 @@ def test_new_mailbox_has_special_use_folders(imap):
     assert any(b"\\Subscribed" in l and l.endswith(b'"INBOX"') for l in out), out
     assert any(l.startswith(b'* STATUS "INBOX" (MESSAGES ') for l in out), out
     assert r.cmd("NAMESPACE")[0] == b'* NAMESPACE (("" "/")) NIL NIL'
+    # Top level only with %, INBOX in any case, and wildcards that would
+    # make a backtracking matcher spin answer at once.
+    r.cmd("CREATE Lvl/Deep")
+    out = r.cmd('LIST "" "%"')
+    assert any(l.endswith(b'"Lvl"') for l in out) and not any(b"Lvl/Deep" in l for l in out), out
+    assert r.cmd('LIST "" "inbox"')[0].endswith(b'"INBOX"')
+    assert r.cmd('LIST "" ""')[0] == b'* LIST (\\Noselect) "/" ""'
+    t0 = time.time()
+    out = r.cmd('LIST "" "' + "*%" * 400 + 'zz"')
+    assert time.time() - t0 < 5 and out[-1].split()[1] == b"OK" and len(out) == 1
+    r.cmd("DELETE Lvl/Deep")
+    r.cmd("DELETE Lvl")
     r.close()
     m.logout()
 
