@@ -15,6 +15,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "access.h"
+#include "authguard.h"
 #include "buf.h"
 #include "conn.h"
 #include "db.h"
@@ -1624,18 +1626,57 @@ login_delay_done(struct loop_timer *t)
 	conn_resume_input(s->conn);
 }
 
-/* The one place a login is decided (tenant rules hook in here). Returns
- * false when the answer is delayed. */
+static void
+close_now(struct loop_timer *t)
+{
+	struct imap_sess *s = t->arg;
+
+	if (s->conn)
+		conn_close(s->conn);
+	else if (s->pending == 0)
+		sess_free(s);
+}
+
+/* End the session once the caller is done with it (a job's completion
+ * still uses s after this returns). */
+static void
+close_soon(struct imap_sess *s)
+{
+	s->timer.cb = close_now;
+	s->timer.arg = s;
+	loop_timer_start(loop_current(), &s->timer, 0);
+}
+
+/* The one place a login is decided: the password (lookup_login), the
+ * account's state, then the tenant's access rules and limits. Returns
+ * false when the answer is delayed or the session ends. */
 static bool
 login_done(struct imap_sess *s, struct imap_job *j, int result)
 {
 	struct login_result *r = &j->login;
+	uint64_t delay;
 
 	if (result == -1) {
 		reply(s, "%s NO [UNAVAILABLE] Temporary authentication failure, try again later", j->tag);
 		return true;
 	}
 	if (r->ok && !r->disabled) {
+		authguard_succeeded(conn_peer_addr(s->conn), j->user);
+		/* The login's tenant: its access rules and limits apply now. */
+		switch (conn_attribute(s->conn, r->tenant)) {
+		case ACCESS_OK:
+			break;
+		case ACCESS_DENIED:
+			reply(s, "%s NO [NOPERM] Access from your address is refused by your domain", j->tag);
+			reply(s, "* BYE Access refused");
+			close_soon(s);
+			return false;
+		case ACCESS_LIMITED:
+			reply(s, "%s NO [LIMIT] Too many connections for your domain, try again later", j->tag);
+			reply(s, "* BYE Connection limit reached");
+			close_soon(s);
+			return false;
+		}
 		s->state = ST_AUTH;
 		s->mailbox_id = r->mailbox_id;
 		s->tenant_id = r->tenant_id;
@@ -1653,12 +1694,18 @@ login_done(struct imap_sess *s, struct imap_job *j, int result)
 		return true;
 	}
 	s->auth_fails++;
+	conn_count_auth_failure(s->conn);
 	sess_log(s, LOG_LVL_INFO, "login failed");
-	/* The refusal comes after a delay that grows with the failures. */
+	/* The refusal comes after a delay: a second per failure in this
+	 * session, or longer when this address (across sessions and
+	 * protocols) has been failing. */
+	delay = authguard_failed(conn_peer_addr(s->conn), j->user, conn_limits_exempt(s->conn), access_now());
+	if (delay < 1000ULL * s->auth_fails)
+		delay = 1000ULL * s->auth_fails;
 	snprintf(s->wait_tag, sizeof(s->wait_tag), "%s", j->tag);
 	s->timer.cb = login_delay_done;
 	s->timer.arg = s;
-	loop_timer_start(loop_current(), &s->timer, 1000ULL * s->auth_fails);
+	loop_timer_start(loop_current(), &s->timer, delay);
 	return false;
 }
 
@@ -1927,9 +1974,19 @@ poll_session(struct imap_sess *s)
 static void
 start_login(struct imap_sess *s, const char *tag, const char *user, const char *pass)
 {
-	struct imap_job *j = calloc(1, sizeof(*j));
+	struct imap_job *j;
 
-	if (j == NULL) {
+	switch (authguard_check(conn_peer_addr(s->conn), user, conn_limits_exempt(s->conn), access_now())) {
+	case AUTHGUARD_OK:
+		break;
+	case AUTHGUARD_IP_BLOCKED:
+		reply(s, "%s NO [LIMIT] Too many failed logins from your address, try again later", tag);
+		return;
+	case AUTHGUARD_ACCOUNT_BLOCKED:
+		reply(s, "%s NO [LIMIT] Too many failed logins for this account, try again later", tag);
+		return;
+	}
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
 		reply(s, "%s NO [UNAVAILABLE] Out of memory", tag);
 		return;
 	}
@@ -2387,6 +2444,8 @@ static const struct conn_ops imap_ops = {
 	.goodbye = imap_goodbye,
 	.close = imap_close,
 	.busy_reply = "* BYE Too many connections, try again later\r\n",
+	.deny_reply = "* BYE [NOPERM] Access from your address is refused\r\n",
+	.limit_reply = "* BYE [LIMIT] Too many connections from your address, try again later\r\n",
 	.max_input = IMAP_LINE_MAX + 2,
 };
 

@@ -102,8 +102,9 @@ def fresh_folder(m, name):
 class Raw:
     """A line-level IMAP client over TLS for what imaplib will not send."""
 
-    def __init__(self, node, login=True, user="alice@demo.test", pw=None):
-        s = socket.create_connection(("127.0.0.1", node.port(2993)), timeout=15)
+    def __init__(self, node, login=True, user="alice@demo.test", pw=None, source="127.0.0.1"):
+        s = socket.create_connection(("127.0.0.1", node.port(2993)), timeout=15,
+                                     source_address=(source, 0))
         self.s = tls_ctx().wrap_socket(s)
         self.buf = b""
         self.n = 0
@@ -607,6 +608,34 @@ def test_tenant_isolation(imap):
     alice.logout()
     bob.logout()
 
+
+
+def test_tenant_access_rules_apply_at_login(imap):
+    apply_text(imap, """\
+apiVersion: mailnode/v1
+kind: Tenant
+metadata: {name: other}
+spec: {access: {mode: deny-listed, addresses: [127.0.0.21]}}
+""")
+    try:
+        r = Raw(imap, login=False, source="127.0.0.21")
+        out = r.cmd('LOGIN bob@other.test "%s"' % BOB_PW)
+        assert out[0].split(b" ", 1)[1].startswith(b"NO [NOPERM]"), out
+        assert r.line().startswith(b"* BYE")
+        r.close()
+        # Another tenant's user from that address is welcome.
+        r = Raw(imap, source="127.0.0.21")
+        assert r.cmd("NOOP")[-1].split()[1] == b"OK"
+        r.close()
+        sessions = imap.ctl_yaml("sessions", "--service", "imaps")[0]["items"]
+        assert all(s.get("tenant") != "other" or not s["peer"].startswith("127.0.0.21:") for s in sessions)
+    finally:
+        apply_text(imap, """\
+apiVersion: mailnode/v1
+kind: Tenant
+metadata: {name: other}
+spec: {}
+""")
 
 # Error paths.
 
