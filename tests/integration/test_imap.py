@@ -740,6 +740,32 @@ def test_rename_inbox_moves_its_mail_and_deleted_folder_ends_selection(imap):
     r.close()
 
 
+def test_fetchmail_batch_fetch(imap, tmp_path):
+    m = imaps(imap)
+    fresh_folder(m, "Fetch")
+    for i in range(2):
+        assert m.append("Fetch", None, None, MSG.replace(b"Quarterly", b"Fetched%d" % i))[0] == "OK"
+    m.logout()
+    out = tmp_path / "mbox"
+    rc = tmp_path / "fetchmailrc"
+    rc.write_text('set no syslog\npoll 127.0.0.1 service %d protocol IMAP auth password\n'
+                  '  user "alice@demo.test" password "%s" folder "Fetch"\n'
+                  '  ssl no sslcertck keep\n'
+                  '  mda "/bin/sh -c \'cat >> %s\'"\n' % (imap.port(2993), ALICE_PW, out))
+    rc.chmod(0o600)
+    r = subprocess.run(["fetchmail", "-f", str(rc), "--pidfile", str(tmp_path / "pid"), "-v"],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, HOME=str(tmp_path), FETCHMAILHOME=str(tmp_path)))
+    assert r.returncode == 0, r.stdout + r.stderr
+    text = out.read_text()
+    assert "Subject: Fetched0 numbers" in text and "Subject: Fetched1 numbers" in text
+    assert text.count("Blue widgets sold well.") == 2
+    # fetchmail marks what it fetched as seen; the messages stay (keep).
+    m = imaps(imap)
+    m.select("Fetch")
+    assert m.search(None, "SEEN")[1] == [b"1 2"]
+    m.logout()
+
 def test_database_outage_is_a_temporary_no_then_recovers(imap):
     """Last in the module: it takes the database away."""
     import signal
@@ -761,3 +787,5 @@ def test_database_outage_is_a_temporary_no_then_recovers(imap):
     out = r.cmd("FETCH 1:* (UID)")
     assert out[-1].split()[1] == b"OK"
     r.close()
+
+
