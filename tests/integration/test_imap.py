@@ -1,4 +1,4 @@
-"""IMAP on the real node with real clients (python3 imaplib, curl): login
+"""IMAP on the real node with real clients (python3 imaplib, curl, fetchmail): login
 rules (TLS first, suspended accounts, delayed failures), folders, FETCH of
 flags and sections, STORE, COPY, MOVE, EXPUNGE, APPEND with and without
 LITERAL+, SEARCH and SORT, IDLE seeing mail delivered through SMTP, two
