@@ -25,6 +25,7 @@
 #include "log.h"
 #include "loop.h"
 #include "lookup.h"
+#include "mime.h"
 #include "mutf7.h"
 #include "store.h"
 
@@ -944,6 +945,7 @@ section_range(const struct store_fetch_row *row, const struct imap_section *sec,
 {
 	size_t h = imap_header_len(data, len);
 	const char *t = sec->text;
+	char name[128];
 
 	if (*sec->part == '\0') {
 		if (*t == '\0') {
@@ -958,15 +960,15 @@ section_range(const struct store_fetch_row *row, const struct imap_section *sec,
 		}
 		return true;
 	}
-	(void)row;
-	/* Parts without a structure index: a single-part message's part 1
-	 * is its body (RFC 3501 6.4.5). */
-	if (strcmp(sec->part, "1") == 0 && *t == '\0') {
-		*off = h;
-		*slen = len - h;
-		return true;
-	}
-	return false;
+	/* A part's HEADER.FIELDS filters that part's header. */
+	if (strncmp(t, "HEADER.FIELDS", 13) == 0)
+		t = "HEADER";
+	if (row->index == NULL ||
+	    snprintf(name, sizeof(name), "%s%s%s", sec->part, *t ? "." : "", t) >= (int)sizeof(name) ||
+	    mime_index_section(row->index, name, off, slen) == -1)
+		return false;
+	/* An index that does not fit the file names nothing. */
+	return *off <= len && *slen <= len - *off;
 }
 
 static void

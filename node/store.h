@@ -197,6 +197,11 @@ int	 store_fetch_rows(MYSQL *, uint64_t mailbox_id, uint64_t folder_id, const ui
 	    bool want_meta, struct store_fetch_row **out, size_t *nout);
 void	 store_fetch_rows_free(struct store_fetch_row *, size_t n);
 
+/* Parse a message's body file and save its structure (ENVELOPE, BODY,
+ * BODYSTRUCTURE, part offsets) in its row: delivery calls it right after
+ * it adds a message. A row without it gets it at its first FETCH. */
+int	 store_cache_structure(MYSQL *, uint64_t folder_id, uint32_t uid, const char *path);
+
 /* Read a body file (or a range of it: len SIZE_MAX for the rest) into out. */
 int	 store_read_body(const char *path, uint64_t off, uint64_t len, struct buf *out);
 

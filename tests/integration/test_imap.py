@@ -322,6 +322,71 @@ def test_append_fetch_sections_and_seen(imap):
     m.logout()
 
 
+MULTI = (b"From: =?UTF-8?Q?J=C3=BCrgen?= <jurgen@example.org>\r\n"
+         b"To: Alice <alice@demo.test>, bob@other.test\r\n"
+         b"Subject: Report with attachment\r\n"
+         b"Date: Tue, 3 Nov 2026 08:00:00 +0100\r\n"
+         b"Message-ID: <m2@example.org>\r\n"
+         b"MIME-Version: 1.0\r\n"
+         b"Content-Type: multipart/mixed; boundary=\"XYZ\"\r\n"
+         b"\r\n"
+         b"preamble\r\n"
+         b"--XYZ\r\n"
+         b"Content-Type: text/plain; charset=utf-8\r\n"
+         b"\r\n"
+         b"See the attachment.\r\n"
+         b"--XYZ\r\n"
+         b"Content-Type: application/pdf; name=\"r.pdf\"\r\n"
+         b"Content-Transfer-Encoding: base64\r\n"
+         b"Content-Disposition: attachment; filename=\"r.pdf\"\r\n"
+         b"\r\n"
+         b"JVBERi0xLjQK\r\n"
+         b"--XYZ\r\n"
+         b"Content-Type: message/rfc822\r\n"
+         b"\r\n"
+         b"Subject: inner\r\n"
+         b"From: inner@example.org\r\n"
+         b"\r\n"
+         b"inner body\r\n"
+         b"--XYZ--\r\n")
+
+
+def test_envelope_bodystructure_and_part_sections(imap):
+    r = Raw(imap)
+    r.cmd("DELETE Mime")
+    r.cmd("CREATE Mime")
+    r.cmd(b"APPEND Mime {%d+}\r\n" % len(MULTI) + MULTI)
+    # Parsed once at APPEND: the row holds the structure.
+    rows = imap.sql("SELECT envelope IS NOT NULL, body_structure LIKE '(%' FROM messages m JOIN folders f "
+                    "ON f.id = m.folder_id WHERE f.name = 'Mime'")
+    assert rows == [["1", "1"]]
+    r.cmd("SELECT Mime")
+    out = r.cmd("FETCH 1 (ENVELOPE BODYSTRUCTURE BODY)")
+    text = b"".join(out[:-1])
+    assert b'"Report with attachment"' in text and b'"<m2@example.org>"' in text
+    assert b'"jurgen" "example.org"' in text and b'"alice" "demo.test"' in text
+    assert b'"mixed"' in text.lower() or b'"MIXED"' in text
+    assert b'"PDF"' in text.upper() and b'"RFC822"' in text.upper()
+    out = r.cmd("FETCH 1 (BODY.PEEK[1] BODY.PEEK[2.MIME] BODY.PEEK[3.HEADER] BODY.PEEK[3.TEXT] "
+                "BODY.PEEK[2]<0.4> BODY.PEEK[9])")
+    assert b"See the attachment." in out[1]
+    assert out[1].rstrip(b"\r\n").endswith(b"See the attachment.")
+    assert out[2].startswith(b"BODY[2.MIME] {") or out[2].startswith(b" BODY[2.MIME] {"), out
+    assert b"Content-Type: application/pdf" in out[3] and b"JVBERi0" not in out[3]
+    assert b"Subject: inner\r\nFrom: inner@example.org\r\n\r\n" == out[5]
+    assert out[7] == b"inner body"   # the CRLF before a boundary belongs to it
+    assert out[9] == b"JVBE"
+    assert out[10].endswith(b"BODY[9] NIL)")
+    # A row stored without its structure gets it at its first FETCH.
+    imap.sql("UPDATE messages m JOIN folders f ON f.id = m.folder_id SET m.envelope = NULL, "
+             "m.body_structure = NULL, m.body_basic = NULL, m.mime_index = NULL WHERE f.name = 'Mime'")
+    out2 = r.cmd("FETCH 1 (ENVELOPE BODYSTRUCTURE BODY)")
+    assert b"".join(out2[:-1]) == text
+    assert imap.sql("SELECT envelope IS NOT NULL FROM messages m JOIN folders f ON f.id = m.folder_id "
+                    "WHERE f.name = 'Mime'") == [["1"]]
+    r.close()
+
+
 def test_store_copy_move_expunge_uidplus(imap):
     m = imaps(imap)
     fresh_folder(m, "T2")
@@ -547,8 +612,14 @@ def test_idle_sees_mail_delivered_by_smtp(imap):
     a.send(b"DONE\r\n")
     out = a.until_tagged(b"i1")
     assert out[-1] == b"i1 OK IDLE terminated"
-    out = a.cmd("FETCH %d (BODY.PEEK[HEADER.FIELDS (SUBJECT)])" % (exists + 1))
+    out = a.cmd("FETCH %d (BODY.PEEK[HEADER.FIELDS (SUBJECT)] ENVELOPE)" % (exists + 1))
     assert b"Subject: idle test\r\n\r\n" in out
+    assert b'"idle test"' in b"".join(out)
+    # Delivery parsed it once and kept the structure in the row.
+    assert wait_until(lambda: imap.sql(
+        "SELECT COUNT(*) FROM messages m JOIN folders f ON f.id = m.folder_id JOIN mailboxes x "
+        "ON x.id = f.mailbox_id WHERE x.address = 'alice@demo.test' AND f.name = 'INBOX' "
+        "AND m.envelope IS NULL") == [["0"]])
     a.close()
 
 
