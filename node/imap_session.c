@@ -937,38 +937,33 @@ exec_append(MYSQL *m, struct imap_job *j)
 	return 0;
 }
 
-/* The bytes of a section of a message (data, len), into *off and *slen;
+/* Where a section lies in the message, from the part index kept with the
+ * row (or, without one, from the text itself: top-level sections only).
  * false when the message has no such part. */
 static bool
 section_range(const struct store_fetch_row *row, const struct imap_section *sec, const char *data,
     size_t len, size_t *off, size_t *slen)
 {
-	size_t h = imap_header_len(data, len);
 	const char *t = sec->text;
 	char name[128];
+	size_t h;
 
-	if (*sec->part == '\0') {
-		if (*t == '\0') {
-			*off = 0;
-			*slen = len;
-		} else if (strcmp(t, "TEXT") == 0) {
-			*off = h;
-			*slen = len - h;
-		} else {	/* HEADER, HEADER.FIELDS[.NOT] */
-			*off = 0;
-			*slen = h;
-		}
-		return true;
-	}
-	/* A part's HEADER.FIELDS filters that part's header. */
+	/* HEADER.FIELDS filters the header it names. */
 	if (strncmp(t, "HEADER.FIELDS", 13) == 0)
 		t = "HEADER";
-	if (row->index == NULL ||
-	    snprintf(name, sizeof(name), "%s%s%s", sec->part, *t ? "." : "", t) >= (int)sizeof(name) ||
-	    mime_index_section(row->index, name, off, slen) == -1)
+	if (row->index != NULL) {
+		if (snprintf(name, sizeof(name), "%s%s%s", sec->part, *sec->part && *t ? "." : "", t) >=
+		    (int)sizeof(name) || mime_index_section(row->index, name, off, slen) == -1)
+			return false;
+		/* An index that does not fit the file names nothing. */
+		return *off <= row->size && *slen <= row->size - *off;
+	}
+	if (*sec->part != '\0' || data == NULL)
 		return false;
-	/* An index that does not fit the file names nothing. */
-	return *off <= len && *slen <= len - *off;
+	h = imap_header_len(data, len);
+	*off = strcmp(t, "TEXT") == 0 ? h : 0;
+	*slen = *t == '\0' ? len : strcmp(t, "TEXT") == 0 ? len - h : h;
+	return true;
 }
 
 static void
@@ -984,14 +979,18 @@ put_internaldate(struct buf *b, int64_t t)
 	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
+/* One BODY[...] item. With the part index only the section's bytes are
+ * read from the body file; without one the whole text is (once per
+ * message, into whole). */
 static int
 put_section(struct buf *out, const struct store_fetch_row *row, const struct imap_section *sec,
-    const char *data, size_t len)
+    struct buf *whole, bool *loaded)
 {
 	size_t off = 0, slen = 0;
-	struct buf filtered;
+	bool filter = strncmp(sec->text, "HEADER.FIELDS", 13) == 0;
+	struct buf part, filtered;
 	const char *p;
-	int rc;
+	int rc = -1;
 
 	if (sec->rfc822)
 		(void)buf_printf(out, "RFC822%s%s ", *sec->text ? "." : "", sec->text);
@@ -1001,32 +1000,59 @@ put_section(struct buf *out, const struct store_fetch_row *row, const struct ima
 			(void)buf_printf(out, "<%u>", sec->off);
 		(void)buf_puts(out, " ");
 	}
-	if (!section_range(row, sec, data, len, &off, &slen))
-		return buf_puts(out, "NIL");
-	p = data + off;
-	buf_init(&filtered, 0);
-	if (strncmp(sec->text, "HEADER.FIELDS", 13) == 0) {
-		if (imap_header_filter(p, slen, sec->fields, sec->nfields, strcmp(sec->text, "HEADER.FIELDS.NOT") == 0,
-		    &filtered) == -1) {
-			buf_free(&filtered);
-			return -1;
+	if (row->index == NULL && !*loaded) {
+		if (store_read_body(row->path, 0, UINT64_MAX, whole) == -1) {
+			log_err("imap: reading %s failed", row->path);
+			buf_reset(whole);
 		}
-		p = buf_data(&filtered);
-		slen = buf_len(&filtered);
+		*loaded = true;
 	}
-	if (sec->partial) {
+	if (!section_range(row, sec, row->index ? NULL : buf_data(whole), buf_len(whole), &off, &slen))
+		return buf_puts(out, "NIL");
+	/* A partial of unfiltered bytes narrows what is read. */
+	if (sec->partial && !filter) {
 		if (sec->off >= slen)
 			slen = 0;
 		else {
-			p += sec->off;
+			off += sec->off;
 			slen -= sec->off;
 			if (slen > sec->len)
 				slen = sec->len;
 		}
 	}
+	buf_init(&part, 0);
+	buf_init(&filtered, 0);
+	if (row->index != NULL) {
+		if (slen > 0 && store_read_body(row->path, off, slen, &part) == -1) {
+			log_err("imap: reading %s failed", row->path);
+			buf_reset(&part);
+		}
+		p = buf_data(&part) ? buf_data(&part) : "";
+		slen = buf_len(&part);
+	} else
+		p = buf_data(whole) ? buf_data(whole) + off : "";
+	if (filter) {
+		if (imap_header_filter(p, slen, sec->fields, sec->nfields, strcmp(sec->text, "HEADER.FIELDS.NOT") == 0,
+		    &filtered) == -1)
+			goto out;
+		p = buf_data(&filtered);
+		slen = buf_len(&filtered);
+		if (sec->partial) {
+			if (sec->off >= slen)
+				slen = 0;
+			else {
+				p += sec->off;
+				slen -= sec->off;
+				if (slen > sec->len)
+					slen = sec->len;
+			}
+		}
+	}
 	rc = buf_printf(out, "{%zu}\r\n", slen);
 	if (rc == 0 && slen > 0)
 		rc = buf_append(out, p, slen);
+out:
+	buf_free(&part);
 	buf_free(&filtered);
 	return rc;
 }
@@ -1044,11 +1070,11 @@ exec_fetch(MYSQL *m, struct imap_job *j)
 	bool set_seen = false, modseq;
 	int rc;
 
+	/* Sections are found through the part index kept with each row. */
 	for (k = 0; k < c->nsections; k++) {
 		if (!c->sections[k].peek)
 			set_seen = true;
-		if (*c->sections[k].part)
-			want_meta = true;
+		want_meta = true;
 	}
 	if (c->changedsince || (c->fetch_items & IMAP_FI_MODSEQ))
 		s->condstore = true;
@@ -1150,15 +1176,12 @@ exec_fetch(MYSQL *m, struct imap_job *j)
 			(void)buf_printf(&j->out, "BODYSTRUCTURE %s", r->bodystructure ? r->bodystructure : "NIL");
 		}
 		if (c->nsections > 0) {
+			bool loaded = false;
+
 			buf_init(&data, 0);
-			if (store_read_body(r->path, 0, UINT64_MAX, &data) == -1) {
-				log_err("imap: reading %s failed", r->path);
-				buf_reset(&data);
-			}
 			for (k = 0; k < c->nsections; k++) {
 				SEP();
-				(void)put_section(&j->out, r, &c->sections[k], buf_data(&data) ? buf_data(&data) : "",
-				    buf_len(&data));
+				(void)put_section(&j->out, r, &c->sections[k], &data, &loaded);
 			}
 			buf_free(&data);
 		}
