@@ -46,14 +46,22 @@ static struct tls_creds	*imap_tls;
 enum imap_state { ST_NOAUTH, ST_AUTH, ST_SELECTED };
 enum imap_in { IN_LINE, IN_LITERAL, IN_AUTH, IN_IDLE, IN_WAIT };
 
+struct uid_run {
+	uint32_t	 first, count;
+	uint32_t	 before;	/* messages in the runs before this one */
+};
+
 struct imap_selected {
 	uint64_t	 folder_id;
 	char		*name;		/* UTF-8 */
 	bool		 readonly;
 	uint32_t	 uidvalidity, uidnext, recent_from;
 	uint64_t	 highestmodseq;
-	uint32_t	*uids;		/* ascending; the sequence number is index + 1 */
-	size_t		 n, cap;
+	/* The folder's uids as runs of consecutive ones: a folder with few
+	 * expunges costs a few runs, not 4 bytes per message. */
+	struct uid_run	*runs;
+	size_t		 nruns, cap;
+	size_t		 n;		/* messages; the sequence number is index + 1 */
 };
 
 struct imap_sess {
@@ -178,7 +186,7 @@ selected_free(struct imap_selected *sel)
 {
 	if (sel == NULL)
 		return;
-	free(sel->uids);
+	free(sel->runs);
 	free(sel->name);
 	free(sel);
 }
@@ -377,38 +385,92 @@ decode_name(const char *in, char *out, size_t outlen)
 
 /* Selected-folder state (worker side while a job runs). */
 
-static ssize_t
-uid_index(const struct imap_selected *sel, uint32_t uid)
+/* The run holding index idx (idx < n). */
+static const struct uid_run *
+run_of_index(const struct imap_selected *sel, size_t idx)
 {
-	size_t lo = 0, hi = sel->n;
+	size_t lo = 0, hi = sel->nruns;
 
-	while (lo < hi) {
+	while (hi - lo > 1) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (sel->uids[mid] == uid)
-			return (ssize_t)mid;
-		if (sel->uids[mid] < uid)
-			lo = mid + 1;
+		if (sel->runs[mid].before <= idx)
+			lo = mid;
 		else
 			hi = mid;
 	}
-	return -1;
+	return &sel->runs[lo];
 }
 
+/* The first run whose last uid is >= uid (nruns if none). */
 static size_t
-lower_bound(const struct imap_selected *sel, uint32_t uid)
+run_at_or_after(const struct imap_selected *sel, uint32_t uid)
 {
-	size_t lo = 0, hi = sel->n;
+	size_t lo = 0, hi = sel->nruns;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
+		const struct uid_run *r = &sel->runs[mid];
 
-		if (sel->uids[mid] < uid)
+		if ((uint64_t)r->first + r->count - 1 < uid)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
 	return lo;
+}
+
+static uint32_t
+sel_max_uid(const struct imap_selected *sel)
+{
+	const struct uid_run *r;
+
+	if (sel->nruns == 0)
+		return 0;
+	r = &sel->runs[sel->nruns - 1];
+	return r->first + r->count - 1;
+}
+
+static ssize_t
+uid_index(const struct imap_selected *sel, uint32_t uid)
+{
+	size_t k = run_at_or_after(sel, uid);
+
+	if (k == sel->nruns || sel->runs[k].first > uid)
+		return -1;
+	return (ssize_t)(sel->runs[k].before + (uid - sel->runs[k].first));
+}
+
+/* Index of the first message with a uid >= uid (n if none). */
+static size_t
+lower_bound(const struct imap_selected *sel, uint32_t uid)
+{
+	size_t k = run_at_or_after(sel, uid);
+
+	if (k == sel->nruns)
+		return sel->n;
+	if (sel->runs[k].first >= uid)
+		return sel->runs[k].before;
+	return sel->runs[k].before + (uid - sel->runs[k].first);
+}
+
+/* Append the uids of indexes [a, b) to v. */
+static void
+sel_uids(const struct imap_selected *sel, size_t a, size_t b, uint32_t *v)
+{
+	const struct uid_run *r;
+	size_t idx = a;
+
+	if (a >= b)
+		return;
+	r = run_of_index(sel, a);
+	while (idx < b) {
+		uint32_t off = (uint32_t)(idx - r->before);
+
+		for (; off < r->count && idx < b; off++, idx++)
+			*v++ = r->first + off;
+		r++;
+	}
 }
 
 static int
@@ -435,7 +497,7 @@ resolve_set(const struct imap_selected *sel, const struct imap_seqset *set, bool
 		size_t a, b;
 
 		if (uid) {
-			uint32_t max = sel->n ? sel->uids[sel->n - 1] : 0;
+			uint32_t max = sel_max_uid(sel);
 
 			if (lo == IMAP_SEQ_STAR)
 				lo = max;
@@ -483,8 +545,8 @@ resolve_set(const struct imap_selected *sel, const struct imap_seqset *set, bool
 			v = p;
 			cap = ncap;
 		}
-		for (k = a; k < b; k++)
-			v[n++] = sel->uids[k];
+		sel_uids(sel, a, b, v + n);
+		n += b - a;
 	}
 	if (n > 1 && set->n > 1) {
 		qsort(v, n, sizeof(*v), cmp_u32);
@@ -498,40 +560,75 @@ resolve_set(const struct imap_selected *sel, const struct imap_seqset *set, bool
 	return 0;
 }
 
+/* Add a uid above every uid the view has. */
 static int
 sel_append(struct imap_selected *sel, uint32_t uid)
 {
-	if (sel->n == sel->cap) {
-		size_t ncap = sel->cap ? sel->cap * 2 : 16;
-		uint32_t *p = realloc(sel->uids, ncap * sizeof(*p));
+	struct uid_run *last = sel->nruns ? &sel->runs[sel->nruns - 1] : NULL;
+
+	if (last && (uint64_t)last->first + last->count == uid) {
+		last->count++;
+		sel->n++;
+		return 0;
+	}
+	if (sel->nruns == sel->cap) {
+		size_t ncap = sel->cap ? sel->cap * 2 : 4;
+		struct uid_run *p = realloc(sel->runs, ncap * sizeof(*p));
 
 		if (p == NULL)
 			return -1;
-		sel->uids = p;
+		sel->runs = p;
 		sel->cap = ncap;
 	}
-	sel->uids[sel->n++] = uid;
+	sel->runs[sel->nruns++] = (struct uid_run){ uid, 1, (uint32_t)sel->n };
+	sel->n++;
 	return 0;
 }
 
 /* Remove the given uids (ascending) from the view, announcing each with
- * its sequence number at the time (RFC 3501 7.4.1). */
-static void
+ * its sequence number at the time (RFC 3501 7.4.1). The runs are cut
+ * where messages went; -1 only when memory for the new runs is lacking
+ * (the view is then left as it was). */
+static int
 sel_expunge(struct imap_selected *sel, const uint32_t *gone, size_t ngone, struct buf *out)
 {
-	size_t i, w = 0, g = 0, removed = 0;
+	struct uid_run *nr;
+	size_t cap = sel->nruns + ngone + 1, nn = 0, g = 0, k, removed = 0;
+	uint32_t before = 0;
 
-	for (i = 0; i < sel->n; i++) {
-		while (g < ngone && gone[g] < sel->uids[i])
+	if ((nr = calloc(cap, sizeof(*nr))) == NULL)
+		return -1;
+	for (k = 0; k < sel->nruns; k++) {
+		const struct uid_run *r = &sel->runs[k];
+		uint64_t cur = r->first, end = (uint64_t)r->first + r->count;
+
+		while (g < ngone && gone[g] < cur)
 			g++;
-		if (g < ngone && gone[g] == sel->uids[i]) {
-			(void)buf_printf(out, "* %zu EXPUNGE\r\n", i + 1 - removed);
+		while (g < ngone && gone[g] < end) {
+			uint32_t u = gone[g];
+
+			if (u > cur) {
+				nr[nn++] = (struct uid_run){ (uint32_t)cur, (uint32_t)(u - cur), before };
+				before += (uint32_t)(u - cur);
+			}
+			(void)buf_printf(out, "* %" PRIu64 " EXPUNGE\r\n",
+			    (uint64_t)r->before + (u - r->first) + 1 - removed);
 			removed++;
-			continue;
+			cur = (uint64_t)u + 1;
+			while (g < ngone && gone[g] < cur)
+				g++;
 		}
-		sel->uids[w++] = sel->uids[i];
+		if (cur < end) {
+			nr[nn++] = (struct uid_run){ (uint32_t)cur, (uint32_t)(end - cur), before };
+			before += (uint32_t)(end - cur);
+		}
 	}
-	sel->n = w;
+	free(sel->runs);
+	sel->runs = nr;
+	sel->nruns = nn;
+	sel->cap = cap;
+	sel->n -= removed;
+	return 0;
 }
 
 static size_t
@@ -567,9 +664,8 @@ notify_changes(MYSQL *m, struct imap_job *j, bool allow_expunge)
 
 		for (i = 0; i < c.nexpunged && !any; i++)
 			any = uid_index(sel, c.expunged[i]) >= 0;
-		if (any && allow_expunge)
-			sel_expunge(sel, c.expunged, c.nexpunged, &j->out);
-		else if (any)
+		/* Held back (reported later) when not allowed now. */
+		if (any && (!allow_expunge || sel_expunge(sel, c.expunged, c.nexpunged, &j->out) == -1))
 			held_expunge = true;
 	}
 	/* Flag changes of messages the session knows. */
@@ -590,7 +686,7 @@ notify_changes(MYSQL *m, struct imap_job *j, bool allow_expunge)
 	for (i = 0; i < c.n; i++) {
 		uint32_t uid = c.msgs[i].uid;
 
-		if (uid >= old_next && (sel->n == 0 || uid > sel->uids[sel->n - 1]) && sel_append(sel, uid) == -1)
+		if (uid >= old_next && (sel->n == 0 || uid > sel_max_uid(sel)) && sel_append(sel, uid) == -1)
 			break;
 	}
 	if (sel->n != before) {
@@ -599,8 +695,8 @@ notify_changes(MYSQL *m, struct imap_job *j, bool allow_expunge)
 	}
 	if (c.uidnext > sel->uidnext)
 		sel->uidnext = c.uidnext;
-	if (sel->n > 0 && sel->uids[sel->n - 1] >= sel->uidnext)
-		sel->uidnext = sel->uids[sel->n - 1] + 1;
+	if (sel->n > 0 && sel_max_uid(sel) >= sel->uidnext)
+		sel->uidnext = sel_max_uid(sel) + 1;
 	if (!held_expunge)
 		sel->highestmodseq = c.highestmodseq;
 	store_changes_free(&c);
@@ -635,8 +731,7 @@ exec_select(MYSQL *m, struct imap_job *j)
 		store_fail(j, rc, "SELECT");
 		return rc == STORE_ERROR ? -1 : 0;
 	}
-	if ((sel = calloc(1, sizeof(*sel))) == NULL || (sel->name = strdup(snap.folder.name)) == NULL ||
-	    (snap.n > 0 && (sel->uids = malloc(snap.n * sizeof(uint32_t))) == NULL)) {
+	if ((sel = calloc(1, sizeof(*sel))) == NULL || (sel->name = strdup(snap.folder.name)) == NULL) {
 		selected_free(sel);
 		store_snapshot_free(&snap);
 		tagged(j, "NO [SERVERBUG] Out of memory");
@@ -648,9 +743,13 @@ exec_select(MYSQL *m, struct imap_job *j)
 	sel->uidnext = snap.folder.uidnext;
 	sel->highestmodseq = snap.folder.highestmodseq;
 	sel->recent_from = snap.recent_from;
-	sel->cap = snap.n;
 	for (i = 0; i < snap.n; i++) {
-		sel->uids[sel->n++] = snap.msgs[i].uid;
+		if (sel_append(sel, snap.msgs[i].uid) == -1) {
+			selected_free(sel);
+			store_snapshot_free(&snap);
+			tagged(j, "NO [SERVERBUG] Out of memory");
+			return 0;
+		}
 		if (first_unseen == 0 && !(snap.msgs[i].flags & STORE_F_SEEN))
 			first_unseen = i + 1;
 	}
@@ -1349,7 +1448,7 @@ exec_copy(MYSQL *m, struct imap_job *j)
 		if (sorted) {
 			memcpy(sorted, res.src_uids, res.n * sizeof(uint32_t));
 			qsort(sorted, res.n, sizeof(uint32_t), cmp_u32);
-			sel_expunge(sel, sorted, res.n, &j->out);
+			(void)sel_expunge(sel, sorted, res.n, &j->out);
 			free(sorted);
 		}
 		store_copy_result_free(&res);
@@ -1410,7 +1509,7 @@ exec_expunge(MYSQL *m, struct imap_job *j, bool silent_close)
 		return -1;
 	}
 	if (!silent_close) {
-		sel_expunge(sel, gone, ngone, &j->out);
+		(void)sel_expunge(sel, gone, ngone, &j->out);
 		free(gone);
 		if (notify_changes(m, j, true) == -1)
 			return -1;
@@ -1429,7 +1528,7 @@ exec_search(MYSQL *m, struct imap_job *j)
 	struct imap_cmd *c = &j->cmd;
 	struct store_fetch_row *rows = NULL;
 	struct imap_search_msg *msgs = NULL;
-	uint32_t *hits = NULL, maxuid = sel->n ? sel->uids[sel->n - 1] : 0;
+	uint32_t *hits = NULL, *all = NULL, maxuid = sel_max_uid(sel);
 	size_t nrows = 0, i, nhits = 0;
 	uint64_t maxmodseq = 0;
 	bool sort = c->verb == IMAP_SORT, want_modseq = imap_search_has_modseq(c->search);
@@ -1437,8 +1536,15 @@ exec_search(MYSQL *m, struct imap_job *j)
 
 	if (want_modseq)
 		s->condstore = true;
-	if (sel->n > 0 && (rc = store_fetch_rows(m, s->mailbox_id, sel->folder_id, sel->uids, sel->n, false,
-	    &rows, &nrows)) != STORE_OK) {
+	if (sel->n > 0 && (all = malloc(sel->n * sizeof(uint32_t))) == NULL) {
+		tagged(j, "NO [SERVERBUG] Out of memory");
+		return 0;
+	}
+	sel_uids(sel, 0, sel->n, all);
+	rc = sel->n > 0 ? store_fetch_rows(m, s->mailbox_id, sel->folder_id, all, sel->n, false, &rows, &nrows) :
+	    STORE_OK;
+	free(all);
+	if (rc != STORE_OK) {
 		store_fail(j, rc, "SEARCH");
 		return -1;
 	}

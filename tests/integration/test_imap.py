@@ -566,6 +566,33 @@ def test_large_fetch_comes_in_batches_in_order(imap):
     assert r.cmd("SEARCH UNSEEN")[0] == b"* SEARCH"
     r.close()
 
+
+def test_expunge_renumbering_across_gaps(imap):
+    r = Raw(imap)
+    r.cmd("DELETE Gaps")
+    r.cmd("CREATE Gaps")
+    r.send(b"".join(b"g%d APPEND Gaps {%d+}\r\n%s\r\n" % (i, len(MSG), MSG) for i in range(10)))
+    r.until_tagged(b"g9")
+    r.cmd("SELECT Gaps")
+    r.cmd("UID STORE 2,5,6,9 +FLAGS.SILENT (\\Deleted)")
+    out = r.cmd("EXPUNGE")
+    assert [l for l in out if l.endswith(b"EXPUNGE")] == [b"* 2 EXPUNGE", b"* 4 EXPUNGE", b"* 4 EXPUNGE",
+                                                         b"* 6 EXPUNGE"], out
+    out = r.cmd("FETCH 1:* (UID)")
+    assert [l for l in out if l.startswith(b"* ")] == [b"* %d FETCH (UID %d)" % (i + 1, u) for i, u in
+                                                      enumerate([1, 3, 4, 7, 8, 10])]
+    r.cmd("APPEND Gaps {%d+}\r\n" % len(MSG) + MSG.decode())
+    assert r.cmd("UID SEARCH UID 4:11")[0] == b"* SEARCH 4 7 8 10 11"
+    assert r.cmd("UID SEARCH 4:11")[0] == b"* SEARCH 7 8 10 11"      # a bare set is sequence numbers
+    assert r.cmd("SEARCH 3:5")[0] == b"* SEARCH 3 4 5"
+    r.cmd("UID STORE 1,11 +FLAGS.SILENT (\\Deleted)")
+    out = r.cmd("EXPUNGE")
+    assert [l for l in out if l.endswith(b"EXPUNGE")] == [b"* 1 EXPUNGE", b"* 6 EXPUNGE"], out
+    out = r.cmd("FETCH 1:* (UID)")
+    assert [l for l in out if l.startswith(b"* ")] == [b"* %d FETCH (UID %d)" % (i + 1, u) for i, u in
+                                                      enumerate([3, 4, 7, 8, 10])]
+    r.close()
+
 # Sessions see each other.
 
 def test_two_sessions_see_each_others_changes(imap):
