@@ -821,6 +821,17 @@ has_children(const struct store_folder *f, size_t n, size_t i)
 	return false;
 }
 
+static bool
+has_subscribed_child(const struct store_folder *f, size_t n, size_t i)
+{
+	size_t len = strlen(f[i].name), k;
+
+	for (k = 0; k < n; k++)
+		if (f[k].subscribed && strncmp(f[k].name, f[i].name, len) == 0 && f[k].name[len] == '/')
+			return true;
+	return false;
+}
+
 static void
 put_status(struct buf *out, const char *name, const struct store_status *st, unsigned items)
 {
@@ -890,13 +901,17 @@ exec_list(MYSQL *m, struct imap_job *j)
 			memcpy(pats[p], "INBOX", 5);
 	}
 	for (i = 0; i < n; i++) {
-		bool match = false, first = true;
+		bool match = false, first = true, childinfo;
 
 		for (p = 0; p < c->npatterns && !match; p++)
 			match = pats[p] && list_match(pats[p], f[i].name);
 		if (!match)
 			continue;
-		if (subscribed_only && !f[i].subscribed)
+		/* RECURSIVEMATCH: a parent whose child is subscribed is listed
+		 * with CHILDINFO (RFC 5258 3.5). */
+		childinfo = !lsub && (c->list_select & IMAP_LS_RECURSIVEMATCH) &&
+		    (c->list_select & IMAP_LS_SUBSCRIBED) && has_subscribed_child(f, n, i);
+		if (subscribed_only && !f[i].subscribed && !childinfo)
 			continue;
 		if (f[i].id == 0 && !subscribed_only)
 			continue;
@@ -915,6 +930,8 @@ exec_list(MYSQL *m, struct imap_job *j)
 #undef ATTR
 		(void)buf_puts(&j->out, ") \"/\" ");
 		(void)put_mailbox(&j->out, f[i].name);
+		if (childinfo)
+			(void)buf_puts(&j->out, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
 		(void)buf_puts(&j->out, "\r\n");
 		if ((c->list_return & IMAP_LR_STATUS) && f[i].id != 0) {
 			struct store_status st;

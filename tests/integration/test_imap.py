@@ -270,6 +270,16 @@ def test_create_rename_delete_subscribe_with_utf7_names(imap):
     assert typ == "OK"
     typ, data = m.lsub('""', "Neu/*")
     assert data == [None] or not [d for d in data if d and b"B&AOQ-r" in d], data
+    # Neu is not subscribed, its child was unsubscribed above: subscribe
+    # Neu/B&AOQ-r again and unsubscribe Neu; RECURSIVEMATCH shows the parent.
+    m.subscribe("Neu/B&AOQ-r")
+    m.unsubscribe("Neu")
+    r = Raw(imap)
+    out = r.cmd('LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"')
+    assert b'* LIST (\\HasChildren) "/" "Neu" ("CHILDINFO" ("SUBSCRIBED"))' in out, out
+    out = r.cmd('LIST (SUBSCRIBED) "" "Neu*"')
+    assert [l for l in out if l.startswith(b"* LIST")] == [b'* LIST (\\HasNoChildren \\Subscribed) "/" "Neu/B&AOQ-r"']
+    r.close()
     typ, data = m.delete("Neu")
     assert typ == "NO" and b"INUSE" in data[0]
     assert m.delete("Neu/B&AOQ-r")[0] == "OK"
