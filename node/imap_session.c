@@ -85,6 +85,7 @@ struct imap_sess {
 	struct imap_sess	*idle_prev, *idle_next;	/* in its loop's IDLE watch */
 	struct imap_job		*cont;		/* a FETCH waiting for the output to drain */
 	bool			 watched;
+	bool			 closing;	/* said BYE: read no further commands */
 };
 
 /* Sessions in IDLE are watched per loop by one query a second for all
@@ -189,6 +190,14 @@ selected_free(struct imap_selected *sel)
 	free(sel->runs);
 	free(sel->name);
 	free(sel);
+}
+
+static void
+sess_close(struct imap_sess *s)
+{
+	s->closing = true;
+	if (s->conn)
+		conn_close(s->conn);
 }
 
 static void
@@ -1767,7 +1776,7 @@ login_delay_done(struct loop_timer *t)
 	reply(s, "%s NO [AUTHENTICATIONFAILED] Authentication failed", s->wait_tag);
 	if (s->auth_fails >= IMAP_MAX_AUTH_FAILS) {
 		reply(s, "* BYE Too many failed logins");
-		conn_close(s->conn);
+		sess_close(s);
 		return;
 	}
 	s->in = IN_LINE;
@@ -1780,7 +1789,7 @@ close_now(struct loop_timer *t)
 	struct imap_sess *s = t->arg;
 
 	if (s->conn)
-		conn_close(s->conn);
+		sess_close(s);
 	else if (s->pending == 0)
 		sess_free(s);
 }
@@ -2072,7 +2081,7 @@ job_done(void *arg, int result)
 		break;
 	}
 	if (j->close_after) {
-		conn_close(s->conn);
+		sess_close(s);
 		resume = false;
 	}
 	job_free(j);
@@ -2214,7 +2223,7 @@ bad(struct imap_sess *s, const char *tag, const char *why)
 	reply(s, "%s BAD %s", tag && *tag ? tag : "*", why);
 	if (++s->errors >= IMAP_MAX_ERRORS) {
 		reply(s, "* BYE Too many errors");
-		conn_close(s->conn);
+		sess_close(s);
 	}
 }
 
@@ -2229,7 +2238,7 @@ command(struct imap_sess *s)
 	if ((j = calloc(1, sizeof(*j))) == NULL) {
 		buf_free(&s->cmd);
 		reply(s, "* BYE Out of memory");
-		conn_close(s->conn);
+		sess_close(s);
 		return;
 	}
 	j->kind = JOB_COMMAND;
@@ -2271,7 +2280,7 @@ command(struct imap_sess *s)
 	case IMAP_LOGOUT:
 		reply(s, "* BYE Logging out");
 		reply(s, "%s OK LOGOUT completed", c->tag);
-		conn_close(s->conn);
+		sess_close(s);
 		break;
 	case IMAP_ID:
 		reply(s, "* ID (\"name\" \"mailnode\")");
@@ -2411,7 +2420,7 @@ imap_input(struct conn *conn)
 	struct buf *in = conn_input(conn);
 	size_t eol, len;
 
-	while (s->conn != NULL) {
+	while (s->conn != NULL && !s->closing) {
 		if (s->in == IN_WAIT || (s->in == IN_IDLE && s->idle_done))
 			return;
 		if (s->in == IN_LITERAL) {
@@ -2500,7 +2509,7 @@ imap_input(struct conn *conn)
 					}
 					if (lit == -1) {
 						reply(s, "* BYE [TOOBIG] Literal too large");
-						conn_close(s->conn);
+						sess_close(s);
 						return;
 					}
 					s->cmd_too_big = true;

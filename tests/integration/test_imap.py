@@ -788,9 +788,14 @@ def test_overlong_line_and_literals(imap):
 
 def test_too_many_errors_end_the_session(imap):
     r = Raw(imap)
+    # Pipelined: the session ends at the 20th error; nothing after is read.
+    r.send(b"".join(b"e%d BOGUS\r\n" % i for i in range(30)))
+    lines = []
     with pytest.raises((EOFError, OSError)):
-        for _ in range(30):
-            r.cmd("BOGUS")
+        while True:
+            lines.append(r.line())
+    assert lines[:20] == [b"e%d BAD unknown command" % i for i in range(20)], lines
+    assert lines[20:] == [b"* BYE Too many errors"], lines
     r.close()
 
 
