@@ -192,8 +192,8 @@ mutf7_decode(const char *s, size_t len, struct buf *out)
 					high = u;
 				else if (u >= 0xdc00 && u <= 0xdfff)
 					return -1;
-				else if (u >= 0x20 && u <= 0x7e)
-					return -1;	/* must have been sent as itself */
+				else if ((u >= 0x20 && u <= 0x7e) || u == 0)
+					return -1;	/* sent as itself, or a NUL no name holds */
 				else if (put_utf8(out, u) == -1)
 					return -1;
 			}
@@ -203,6 +203,10 @@ mutf7_decode(const char *s, size_t len, struct buf *out)
 		if (i >= len || !any || high || nbits >= 6 || bits != 0)
 			return -1;
 		i++;
+		/* Two runs back to back are one run written twice: the encoder
+		 * never does that, so a name would have two spellings. */
+		if (i + 1 < len && s[i] == '&' && s[i + 1] != '-')
+			return -1;
 	}
 	(void)buf_cstr(out);
 	return 0;
