@@ -798,12 +798,6 @@ conn_starttls(struct conn *c)
 	return 0;
 }
 
-size_t
-conn_output_pending(const struct conn *c)
-{
-	return buf_len(&c->out);
-}
-
 bool
 conn_tls_active(const struct conn *c)
 {

@@ -79,8 +79,6 @@ void		 conn_close(struct conn *);
  * handshake is taken as sent under TLS. -1 if the service has no TLS. */
 int		 conn_starttls(struct conn *);
 bool		 conn_tls_active(const struct conn *);
-/* Bytes queued for the peer and not sent yet. */
-size_t		 conn_output_pending(const struct conn *);
 bool		 conn_tls_available(const struct conn *);
 const char	*conn_sni(const struct conn *);
 void		*conn_proto(const struct conn *);

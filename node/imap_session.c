@@ -39,7 +39,6 @@
 #define IMAP_FETCH_BATCH	1000			/* messages per FETCH job without text */
 #define IMAP_FETCH_BATCH_TEXT	50			/* ... and with message text */
 #define IMAP_OUT_HIGH		(1024 * 1024)		/* a FETCH waits while this much is unsent */
-#define IMAP_OUT_WAIT_MS	20
 
 static struct tls_creds	*imap_tls;
 
@@ -223,6 +222,12 @@ job_free(struct imap_job *j)
 	free(j);
 }
 
+static bool
+plaintext_ok(struct imap_sess *s)
+{
+	return s->conn && (conn_tls_active(s->conn) || conn_service(s->conn)->settings.allow_plaintext_auth);
+}
+
 static const char *
 capabilities(struct imap_sess *s)
 {
@@ -231,6 +236,8 @@ capabilities(struct imap_sess *s)
 	if (s->state == ST_NOAUTH) {
 		if (tls)
 			return "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE AUTH=PLAIN";
+		if (plaintext_ok(s))	/* the admin allows passwords in clear */
+			return "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE STARTTLS AUTH=PLAIN";
 		if (s->conn && conn_tls_available(s->conn))
 			return "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE STARTTLS LOGINDISABLED";
 		return "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE LOGINDISABLED";
@@ -1995,20 +2002,16 @@ idle_tick(struct loop_timer *t)
 static int job_run(MYSQL *, void *);
 static void job_done(void *, int);
 
+/* The client has read most of a FETCH batch: send the next. */
 static void
-fetch_resume(struct loop_timer *t)
+imap_drained(struct conn *conn)
 {
-	struct imap_sess *s = t->arg;
-	struct imap_job *j = s->cont;
+	struct imap_sess *s = conn_proto(conn);
+	struct imap_job *j;
 
-	s->cont = NULL;
-	if (s->conn == NULL) {
-		s->pending--;
-		job_free(j);
-		if (s->pending == 0)
-			sess_free(s);
+	if (s == NULL || (j = s->cont) == NULL)
 		return;
-	}
+	s->cont = NULL;
 	fetch_continue(s, j);
 }
 
@@ -2018,9 +2021,7 @@ fetch_continue(struct imap_sess *s, struct imap_job *j)
 {
 	if (conn_output_pending(s->conn) > IMAP_OUT_HIGH) {
 		s->cont = j;
-		s->timer.cb = fetch_resume;
-		s->timer.arg = s;
-		loop_timer_start(loop_current(), &s->timer, IMAP_OUT_WAIT_MS);
+		conn_want_drained(s->conn);
 		return;
 	}
 	if (db_submit(job_run, job_done, j) == -1) {
@@ -2154,12 +2155,6 @@ start_login(struct imap_sess *s, const char *tag, const char *user, const char *
 	snprintf(j->user, sizeof(j->user), "%s", user);
 	snprintf(j->password, sizeof(j->password), "%s", pass);
 	submit(s, j);
-}
-
-static bool
-plaintext_ok(struct imap_sess *s)
-{
-	return conn_tls_active(s->conn);
 }
 
 /* PLAIN: [authzid] NUL authcid NUL password, base64. */
@@ -2600,6 +2595,7 @@ static const struct conn_ops imap_ops = {
 	.tls_ready = imap_tls_ready,
 	.goodbye = imap_goodbye,
 	.close = imap_close,
+	.drained = imap_drained,
 	.busy_reply = "* BYE Too many connections, try again later\r\n",
 	.deny_reply = "* BYE [NOPERM] Access from your address is refused\r\n",
 	.limit_reply = "* BYE [LIMIT] Too many connections from your address, try again later\r\n",

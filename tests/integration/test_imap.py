@@ -173,6 +173,33 @@ def test_plaintext_login_refused_before_starttls(imap):
         m.logout()
 
 
+
+def test_plaintext_login_when_the_admin_allows_it(imap):
+    apply_text(imap, "apiVersion: mailnode/v1\nkind: Service\nmetadata: {name: imap}\n"
+                     "spec: {allowPlaintextAuth: true}\n")
+    try:
+        m = imaplib.IMAP4("127.0.0.1", imap.port(2143))
+        assert "LOGINDISABLED" not in m.capabilities and "AUTH=PLAIN" in m.capabilities
+        assert m.login("alice@demo.test", ALICE_PW)[0] == "OK"
+        m.logout()
+    finally:
+        apply_text(imap, "apiVersion: mailnode/v1\nkind: Service\nmetadata: {name: imap}\n"
+                         "spec: {allowPlaintextAuth: false}\n")
+    m = imaplib.IMAP4("127.0.0.1", imap.port(2143))
+    assert "LOGINDISABLED" in m.capabilities
+    with pytest.raises(imaplib.IMAP4.error, match="PRIVACYREQUIRED"):
+        m.login("alice@demo.test", ALICE_PW)
+    m.logout()
+    # imaps has no such setting: it is TLS from the first byte.
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write("apiVersion: mailnode/v1\nkind: Service\nmetadata: {name: imaps}\n"
+                "spec: {allowPlaintextAuth: true}\n")
+    try:
+        r = imap.ctl("apply", "-f", f.name, check=False)
+    finally:
+        os.unlink(f.name)
+    assert r.returncode != 0 and "allowPlaintextAuth" in r.stderr + r.stdout
+
 def test_authenticate_plain_with_and_without_initial_response(imap):
     m = imaps(imap, user=None)
     typ, _ = m.authenticate("PLAIN", lambda _: b"\0alice@demo.test\0" + ALICE_PW.encode())
@@ -565,7 +592,11 @@ def test_large_fetch_comes_in_batches_in_order(imap):
     r.send(b"".join(b"b%d APPEND Big {%d+}\r\n%s\r\n" % (i, len(body), body) for i in range(130)))
     r.until_tagged(b"b129")
     r.cmd("SELECT Big")
-    out = r.cmd("FETCH 1:* (UID BODY.PEEK[])")
+    # A client that does not read for a while: the batches wait for it.
+    r.n += 1
+    r.send(b"r%d FETCH 1:* (UID BODY.PEEK[])\r\n" % r.n)
+    time.sleep(1.5)
+    out = r.until_tagged(b"r%d" % r.n)
     heads = [l for l in out if l.startswith(b"* ")]
     assert len(heads) == 130
     assert all(h.startswith(b"* %d FETCH (UID %d BODY[] {%d}" % (i + 1, i + 1, len(body))) for i, h in enumerate(heads))
