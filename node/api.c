@@ -2,16 +2,20 @@
  * NodeStatus, Service (spec + status), SessionList and Error. */
 #include "api.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "access.h"
+#include "authguard.h"
 #include "db.h"
 #include "service.h"
 #include "session.h"
 #include "prov_api.h"
 #include "queue_api.h"
+#include "tenant_access.h"
 #include "yamlw.h"
 
 #define API_VERSION	"mailnode/v1"
@@ -214,9 +218,85 @@ write_service(struct yamlw *w, struct service *s)
 	yamlw_ku64(w, "current", atomic_load(&s->counters.current));
 	yamlw_ku64(w, "total", atomic_load(&s->counters.total));
 	yamlw_ku64(w, "rejected", atomic_load(&s->counters.rejected));
+	if (s->scope) {
+		struct access_counts c;
+
+		access_scope_counts(s->scope, &c);
+		yamlw_ku64(w, "rejectedByAccess", c.rejected_access);
+		yamlw_ku64(w, "rejectedByLimit", c.rejected_limit);
+		yamlw_ku64(w, "authFailures", c.auth_failures);
+	}
 	yamlw_map_end(w);
 	yamlw_map_end(w);
 	yamlw_map_end(w);
+}
+
+static void
+access_counts_yaml(struct yamlw *w, const char *name, const struct access_counts *c)
+{
+	yamlw_map(w);
+	yamlw_kstr(w, "name", name);
+	yamlw_ku64(w, "current", c->current);
+	yamlw_ku64(w, "accepted", c->accepted);
+	yamlw_ku64(w, "rejectedByAccess", c->rejected_access);
+	yamlw_ku64(w, "rejectedByLimit", c->rejected_limit);
+	yamlw_ku64(w, "authFailures", c->auth_failures);
+	yamlw_map_end(w);
+}
+
+/* GET /v1/access: what the access engine admitted and refused, per
+ * service and per tenant (a tenant's token: its own line only). */
+static void
+reply_access(struct api_request *r)
+{
+	struct tenant_access_counts *t = NULL;
+	struct access_counts c;
+	struct yamlw w;
+	uint64_t failures, blocks;
+	size_t n = 0, i;
+
+	if (tenant_access_snapshot(&t, &n) == -1) {
+		api_reply_error(r, 500, "out of memory");
+		return;
+	}
+	authguard_totals(&failures, &blocks);
+	buf_reset(&r->out);
+	yamlw_begin(&w, &r->out);
+	yamlw_doc(&w);
+	yamlw_map(&w);
+	yamlw_kstr(&w, "apiVersion", API_VERSION);
+	yamlw_kstr(&w, "kind", "AccessStatus");
+	if (!r->scope[0]) {
+		yamlw_str(&w, "logins");
+		yamlw_map(&w);
+		yamlw_ku64(&w, "failures", failures);
+		yamlw_ku64(&w, "blocks", blocks);
+		yamlw_map_end(&w);
+		yamlw_str(&w, "services");
+		yamlw_seq(&w);
+		for (i = 0; i < services_count(); i++) {
+			struct service *s = services_at(i);
+
+			if (!service_has_listener(s) || s->scope == NULL)
+				continue;
+			access_scope_counts(s->scope, &c);
+			access_counts_yaml(&w, s->def->name, &c);
+		}
+		yamlw_seq_end(&w);
+	}
+	yamlw_str(&w, "tenants");
+	yamlw_seq(&w);
+	for (i = 0; i < n; i++)
+		if (!r->scope[0] || strcmp(r->scope, t[i].name) == 0)
+			access_counts_yaml(&w, t[i].name, &t[i].counts);
+	yamlw_seq_end(&w);
+	yamlw_map_end(&w);
+	free(t);
+	if (yamlw_end(&w) == -1) {
+		api_reply_error(r, 500, "could not write the answer");
+		return;
+	}
+	finish(r, 200);
 }
 
 static void
@@ -303,12 +383,45 @@ reply_status(struct api_request *r)
 	finish(r, 200);
 }
 
+/* DELETE /v1/sessions/ID: the session's loop ends it with its protocol's
+ * goodbye; the answer says it was asked, the listing shows when it is gone. */
+static void
+end_session(struct api_request *r, const char *idtext)
+{
+	struct session_view *v = NULL;
+	char *end;
+	unsigned long long id;
+	size_t n = 0, i;
+	bool found = false;
+
+	errno = 0;
+	id = strtoull(idtext, &end, 10);
+	if (*idtext < '0' || *idtext > '9' || *end != '\0' || errno != 0) {
+		api_reply_error(r, 400, "'%s' is not a session id", idtext);
+		return;
+	}
+	if (sessions_snapshot(NULL, r->scope[0] ? r->scope : NULL, &v, &n) == -1) {
+		api_reply_error(r, 500, "out of memory");
+		return;
+	}
+	for (i = 0; i < n && !found; i++)
+		found = v[i].id == id;
+	free(v);
+	if (!found || session_end(id) == -1) {
+		api_reply_error(r, 404, "no live session %llu", id);
+		return;
+	}
+	buf_reset(&r->out);
+	buf_printf(&r->out, "apiVersion: %s\nkind: SessionEnd\nid: %llu\nresult: ending\n", API_VERSION, id);
+	finish(r, 200);
+}
+
 static void
 reply_sessions(struct api_request *r)
 {
 	struct session_view *v = NULL;
-	char service[32];
-	const char *filter = NULL;
+	char service[32], tenant[64];
+	const char *filter = NULL, *tfilter = NULL;
 	struct yamlw w;
 	size_t n = 0, i;
 
@@ -319,7 +432,17 @@ reply_sessions(struct api_request *r)
 		}
 		filter = service;
 	}
-	if (sessions_snapshot(filter, &v, &n) == -1) {
+	if (api_query_get(r->query, "tenant", tenant, sizeof(tenant)) == 0)
+		tfilter = tenant;
+	/* A tenant's token sees its own sessions only. */
+	if (r->scope[0]) {
+		if (tfilter && strcmp(tfilter, r->scope) != 0) {
+			api_reply_error(r, 403, "this token is limited to tenant '%s'", r->scope);
+			return;
+		}
+		tfilter = r->scope;
+	}
+	if (sessions_snapshot(filter, tfilter, &v, &n) == -1) {
 		api_reply_error(r, 500, "out of memory");
 		return;
 	}
@@ -342,6 +465,8 @@ reply_sessions(struct api_request *r)
 			yamlw_kstr(&w, "user", v[i].user);
 		yamlw_kstr(&w, "tls", v[i].tls[0] ? v[i].tls : "none");
 		yamlw_ktime(&w, "started", v[i].started);
+		yamlw_ku64(&w, "bytesIn", v[i].bytes_in);
+		yamlw_ku64(&w, "bytesOut", v[i].bytes_out);
 		yamlw_map_end(&w);
 	}
 	yamlw_seq_end(&w);
@@ -393,7 +518,7 @@ api_handle(struct api_request *r)
 	buf_init(&r->out, 0);
 	/* Services are the node's own: a tenant-limited token cannot see them. */
 	if (r->scope[0] && (strncmp(p, "/v1/services", 12) == 0 || strcmp(p, "/v1/status") == 0 ||
-	    strcmp(p, "/v1/sessions") == 0 || strncmp(p, "/v1/queue", 9) == 0)) {
+	    strncmp(p, "/v1/queue", 9) == 0)) {
 		api_reply_error(r, 403, "this token is limited to tenant '%s'", r->scope);
 		return;
 	}
@@ -409,6 +534,18 @@ api_handle(struct api_request *r)
 		if (!get)
 			goto method;
 		reply_sessions(r);
+		return;
+	}
+	if (strcmp(p, "/v1/access") == 0) {
+		if (!get)
+			goto method;
+		reply_access(r);
+		return;
+	}
+	if (strncmp(p, "/v1/sessions/", 13) == 0) {
+		if (strcmp(r->method, "DELETE") != 0)
+			goto method;
+		end_session(r, p + 13);
 		return;
 	}
 	if (strcmp(p, "/v1/services") == 0) {

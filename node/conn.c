@@ -17,6 +17,7 @@
 #include "log.h"
 #include "loop.h"
 #include "session.h"
+#include "tenant_access.h"
 
 #define CONN_OUT_HIGH		(1024 * 1024)	/* stop reading while this much is unsent */
 #define CONN_FLUSH_GRACE_MS	10000		/* a closing peer gets this long to read */
@@ -47,6 +48,8 @@ enum conn_phase { CONN_HANDSHAKE, CONN_OPEN, CONN_CLOSING };
 struct conn {
 	struct session		 sess;
 	struct conn_listener	*l;
+	struct addr		 peer;
+	struct access_hold	 svc_hold, tenant_hold;
 	struct loop		*loop;
 	struct loop_watch	 watch;
 	struct loop_timer	 timer;
@@ -67,6 +70,8 @@ struct conn {
 };
 
 static void conn_settle(struct conn *);
+static void conn_flush_out(struct conn *);
+static const char *refusal_reply(const struct conn_ops *, enum access_verdict);
 static void listener_detach_loop(void *);
 static void listener_detached(void *);
 
@@ -92,6 +97,8 @@ conn_free(struct conn *c)
 	if (c->opened && l->ops->close)
 		l->ops->close(c);
 	session_unregister(&c->sess);
+	access_release(&c->tenant_hold);
+	access_release(&c->svc_hold);
 	if (c->tls)
 		tls_conn_free(c->tls);
 	close(c->watch.fd);
@@ -170,6 +177,27 @@ conn_opened(struct conn *c)
 		conn_close(c);
 }
 
+/* The SNI name of a tenant's domain attributes the session to it; a
+ * refusal gets the protocol's answer, over TLS, and the end. */
+static bool
+conn_attribute_sni(struct conn *c)
+{
+	const char *sni = tls_conn_sni(c->tls);
+	char tenant[64];
+	enum access_verdict v;
+	const char *reply;
+
+	if (c->tenant_hold.scope || sni == NULL || !tenant_access_by_host(sni, tenant, sizeof(tenant)))
+		return true;
+	if ((v = conn_attribute(c, tenant)) == ACCESS_OK)
+		return true;
+	c->phase = CONN_OPEN;	/* the reply goes out over TLS */
+	if ((reply = refusal_reply(c->l->ops, v)) != NULL)
+		conn_write(c, reply, strlen(reply));
+	c->phase = CONN_CLOSING;
+	return false;
+}
+
 /* Drive the TLS handshake one step. */
 static void
 conn_handshake(struct conn *c)
@@ -181,6 +209,8 @@ conn_handshake(struct conn *c)
 	switch (st) {
 	case TLS_DONE:
 		session_set_tls(&c->sess, tls_conn_describe(c->tls, desc, sizeof(desc)));
+		if (!conn_attribute_sni(c))
+			return;
 		if (!c->opened)
 			conn_opened(c);
 		else {
@@ -219,6 +249,20 @@ conn_begin_tls(struct conn *c)
 static void
 conn_flush(struct conn *c)
 {
+	size_t queued = buf_len(&c->out);
+
+	conn_flush_out(c);
+	if (queued > buf_len(&c->out))
+		atomic_fetch_add(&c->sess.bytes_out, queued - buf_len(&c->out));
+	if (buf_len(&c->out) == 0 && c->starttls_pending && c->phase == CONN_OPEN) {
+		c->starttls_pending = false;
+		conn_begin_tls(c);
+	}
+}
+
+static void
+conn_flush_out(struct conn *c)
+{
 	while (buf_len(&c->out) > 0 && !c->peer_gone) {
 		if (c->tls) {
 			enum tls_status st = tls_conn_write(c->tls, &c->out);
@@ -236,15 +280,24 @@ conn_flush(struct conn *c)
 			return;
 		}
 	}
-	if (buf_len(&c->out) == 0 && c->starttls_pending && c->phase == CONN_OPEN) {
-		c->starttls_pending = false;
-		conn_begin_tls(c);
-	}
 }
+
+static bool conn_read_more(struct conn *);
 
 /* Read what is there; returns false when the peer is gone. */
 static bool
 conn_read(struct conn *c)
+{
+	size_t before = buf_len(&c->in);
+	bool alive = conn_read_more(c);
+
+	if (buf_len(&c->in) > before)
+		atomic_fetch_add(&c->sess.bytes_in, buf_len(&c->in) - before);
+	return alive;
+}
+
+static bool
+conn_read_more(struct conn *c)
 {
 	for (;;) {
 		if (buf_len(&c->in) >= c->in.max)
@@ -350,12 +403,11 @@ conn_settle(struct conn *c)
 		conn_free(c);
 		return;
 	}
-	/* An idle connection holds no buffers: every read reserves 16 KiB and
-	 * a large reply grows the output, and thousands of idle sessions must
-	 * not keep that. Empty buffers are released; the next use allocates. */
-	if (buf_len(&c->in) == 0 && c->in.cap > 0)
+	/* An idle session keeps no buffer memory: a read reserves 16 KiB, and
+	 * ten thousand idle logins must not hold that each. */
+	if (buf_len(&c->in) == 0)
 		buf_free(&c->in);
-	if (buf_len(&c->out) == 0 && c->out.cap > 0)
+	if (buf_len(&c->out) == 0)
 		buf_free(&c->out);
 	conn_update_interest(c);
 }
@@ -393,35 +445,108 @@ conn_event(struct loop_watch *w, uint32_t events)
 	conn_settle(c);
 }
 
+/* Best effort: the peer learns it either way. */
+static void
+refuse_with(int fd, const char *reply, bool implicit_tls)
+{
+	if (reply && !implicit_tls &&
+	    send(fd, reply, strlen(reply), MSG_DONTWAIT | MSG_NOSIGNAL) == -1) {
+		/* nothing more to do: the socket closes next */
+	}
+	close(fd);
+}
+
+static const char *
+refusal_reply(const struct conn_ops *ops, enum access_verdict v)
+{
+	return v == ACCESS_DENIED ? ops->deny_reply : ops->limit_reply;
+}
+
+/* The session ended from the control API: as a forced stop does. */
+static void
+conn_end_now(struct session *sess)
+{
+	struct conn *c = (struct conn *)sess;	/* sess is the first member */
+
+	if (c->phase == CONN_CLOSING)
+		return;
+	conn_log(c, LOG_LVL_INFO, "ended by the operator");
+	c->in_event = true;
+	if (c->phase == CONN_OPEN && c->l->ops->goodbye)
+		c->l->ops->goodbye(c, false);
+	c->phase = CONN_CLOSING;
+	loop_timer_start(c->loop, &c->timer, CONN_FLUSH_GRACE_MS);
+	c->in_event = false;
+	conn_settle(c);
+}
+
 static void
 conn_accept_one(struct conn_listener *l, int fd, struct sockaddr_storage *ss, socklen_t sl)
 {
 	struct service *s = l->svc;
 	struct loop *loop = loop_current();
 	struct conn *c;
+	struct addr peer, local;
+	struct access_hold svc_hold = { 0 }, tenant_hold = { 0 };
+	struct sockaddr_storage ls;
+	socklen_t lsl = sizeof(ls);
+	char tenant[64] = "";
+	enum access_verdict v;
 
-	if (atomic_load(&s->counters.current) >= s->settings.max_clients) {
-		service_conn_rejected(s);
-		if (l->ops->busy_reply && !l->implicit_tls &&
-		    send(fd, l->ops->busy_reply, strlen(l->ops->busy_reply), MSG_DONTWAIT | MSG_NOSIGNAL) == -1) {
-			/* Best effort: the peer learns it either way. */
-		}
+	/* The service's rules, before a byte is read. */
+	if (addr_from_sockaddr((struct sockaddr *)ss, sl, &peer) == -1) {
 		close(fd);
 		return;
 	}
+	if ((v = access_admit(s->scope, &peer, access_now(), &svc_hold)) != ACCESS_OK) {
+		service_conn_rejected(s);
+		refuse_with(fd, refusal_reply(l->ops, v), l->implicit_tls);
+		return;
+	}
+	if (atomic_load(&s->counters.current) >= s->settings.max_clients) {
+		service_conn_rejected(s);
+		access_count_refusal(s->scope, ACCESS_LIMITED);
+		access_release(&svc_hold);
+		refuse_with(fd, l->ops->busy_reply, l->implicit_tls);
+		return;
+	}
+	/* An address of the node dedicated to a tenant: its rules too. */
+	if (getsockname(fd, (struct sockaddr *)&ls, &lsl) == 0 &&
+	    addr_from_sockaddr((struct sockaddr *)&ls, lsl, &local) == 0 &&
+	    tenant_access_by_local(&local, tenant, sizeof(tenant))) {
+		struct access_scope *ts = tenant_access_scope(tenant);
+
+		v = ts ? access_admit(ts, &peer, access_now(), &tenant_hold) : ACCESS_OK;
+		access_scope_unref(ts);
+		if (v != ACCESS_OK) {
+			service_conn_rejected(s);
+			access_release(&svc_hold);
+			refuse_with(fd, refusal_reply(l->ops, v), l->implicit_tls);
+			return;
+		}
+	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		access_release(&tenant_hold);
+		access_release(&svc_hold);
 		close(fd);
 		return;
 	}
 	atomic_fetch_add(&l->refs, 1);
 	c->l = l;
 	c->loop = loop;
+	c->peer = peer;
+	c->svc_hold = svc_hold;
+	c->tenant_hold = tenant_hold;
 	c->watch.fd = fd;
 	c->watch.cb = conn_event;
 	c->watch.arg = c;
 	c->timer.cb = conn_idle;
 	c->timer.arg = c;
 	c->sess.svc = s;
+	c->sess.loop = loop;
+	c->sess.end = conn_end_now;
+	if (tenant[0])
+		snprintf(c->sess.tenant, sizeof(c->sess.tenant), "%s", tenant);
 	buf_init(&c->in, l->ops->max_input ? l->ops->max_input : 65536);
 	buf_init(&c->out, 0);
 	session_format_peer((struct sockaddr *)ss, sl, c->sess.peer, sizeof(c->sess.peer));
@@ -728,4 +853,58 @@ void
 conn_set_identity(struct conn *c, const char *tenant, const char *user)
 {
 	session_set_identity(&c->sess, tenant, user);
+}
+
+enum access_verdict
+conn_attribute(struct conn *c, const char *tenant)
+{
+	struct access_scope *ts;
+	enum access_verdict v;
+
+	if (tenant == NULL || *tenant == '\0')
+		return ACCESS_OK;
+	if (c->tenant_hold.scope) {
+		if (strcmp(access_scope_name(c->tenant_hold.scope), tenant) == 0)
+			return ACCESS_OK;
+		if ((ts = tenant_access_scope(tenant)) == NULL)
+			return ACCESS_OK;
+		v = access_check(ts, &c->peer);
+		access_scope_unref(ts);
+	} else {
+		/* A tenant created a moment ago may not be loaded yet: open. */
+		if ((ts = tenant_access_scope(tenant)) == NULL) {
+			session_set_identity(&c->sess, tenant, NULL);
+			return ACCESS_OK;
+		}
+		v = access_admit(ts, &c->peer, access_now(), &c->tenant_hold);
+		access_scope_unref(ts);
+		if (v == ACCESS_OK)
+			session_set_identity(&c->sess, tenant, NULL);
+	}
+	if (v != ACCESS_OK) {
+		service_conn_rejected(c->l->svc);
+		conn_log(c, LOG_LVL_INFO, "refused by tenant %s: %s", tenant,
+		    v == ACCESS_DENIED ? "access rule" : "connection limit");
+	}
+	return v;
+}
+
+const struct addr *
+conn_peer_addr(const struct conn *c)
+{
+	return &c->peer;
+}
+
+bool
+conn_limits_exempt(const struct conn *c)
+{
+	return access_exempt(c->l->svc->scope, &c->peer) ||
+	    (c->tenant_hold.scope && access_exempt(c->tenant_hold.scope, &c->peer));
+}
+
+void
+conn_count_auth_failure(struct conn *c)
+{
+	access_count_auth_failure(c->l->svc->scope);
+	access_count_auth_failure(c->tenant_hold.scope);
 }

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "access.h"
 #include "buf.h"
 #include "service.h"
 #include "tls.h"
@@ -36,6 +37,11 @@ struct conn_ops {
 	void	(*drained)(struct conn *);
 	/* Written to connections over maxClients before closing them. */
 	const char *busy_reply;
+	/* Written to connections an access rule refuses, and to those over a
+	 * connection limit, before closing them (service rules at accept;
+	 * tenant rules when attributed by dedicated address or SNI). */
+	const char *deny_reply;
+	const char *limit_reply;
 	/* Caps of the buffers (a protocol line or literal chunk must fit in). */
 	size_t	 max_input;
 };
@@ -82,5 +88,17 @@ const char	*conn_peer(const struct conn *);
 uint64_t	 conn_id(const struct conn *);
 /* Who the session is, for listings (login, tenant attribution). */
 void		 conn_set_identity(struct conn *, const char *tenant, const char *user);
+/* Attribute the session to a tenant (its login or recipient domain): the
+ * tenant's access rules and limits apply from now on, and the session is
+ * listed under it. Returns ACCESS_OK, or the refusal, counted; the
+ * protocol answers it. A session met by a second tenant (SMTP) is held
+ * by the first and checked against the second's access rules. */
+enum access_verdict conn_attribute(struct conn *, const char *tenant);
+const struct addr *conn_peer_addr(const struct conn *);
+/* Whether the session's service or tenant exempts its address from limits
+ * (and from login throttling). */
+bool		 conn_limits_exempt(const struct conn *);
+/* Count a failed login for the service and the tenant. */
+void		 conn_count_auth_failure(struct conn *);
 
 #endif

@@ -18,6 +18,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "store.h"
 
 #define DELIVERY_BATCH		100
 #define DELIVERY_POLL_MS	5000
@@ -101,6 +102,19 @@ q(MYSQL *m, const char *sql)
 	return mysql_real_query(m, sql, strlen(sql)) == 0 ? 0 : -1;
 }
 
+/* IMAP serves ENVELOPE and BODYSTRUCTURE from the row: parse the message
+ * once, now that it is delivered. Best effort: a row without it is parsed
+ * at its first FETCH. */
+static void
+cache_structure(MYSQL *m, uint64_t folder, unsigned uid, const char *rel)
+{
+	char path[PATH_MAX + 200];
+
+	snprintf(path, sizeof(path), "%s/%s", d.mail_root, rel);
+	if (store_cache_structure(m, folder, uid, path) == -1)
+		log_warn("delivery: structure of %s not cached: parsed at first use", rel);
+}
+
 static int
 deliver_one(MYSQL *m, const struct due *x, char *err, size_t errlen)
 {
@@ -155,6 +169,7 @@ deliver_one(MYSQL *m, const struct due *x, char *err, size_t errlen)
 	    "attempts + 1, last_error = '' WHERE id = %" PRIu64, x->rcpt_id);
 	if (q(m, sql) == -1 || q(m, "COMMIT") == -1)
 		goto sqlfail;
+	cache_structure(m, folder, uid, rel);
 	return 0;
 sqlfail:
 	snprintf(err, errlen, "%s", mysql_error(m));

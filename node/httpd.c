@@ -9,6 +9,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "log.h"
 #include "loop.h"
 #include "session.h"
@@ -29,11 +30,15 @@ struct httpd_instance {
 	unsigned		 nd;
 	unsigned		 live;		/* daemons not yet stopped */
 	bool			 draining;
+	/* Admitted by the accept policy, taken by the connection MHD makes
+	 * next: both run on loop 0, one after the other. */
+	struct access_hold	 pending;
 };
 
 struct httpd_conn {
 	struct session		 sess;
 	struct httpd_instance	*inst;
+	struct access_hold	 hold;
 };
 
 static void *
@@ -96,11 +101,19 @@ httpd_accept(void *cls, const struct sockaddr *sa, socklen_t len)
 {
 	struct httpd_instance *inst = cls;
 	struct service *s = inst->svc;
+	struct addr peer;
 
-	(void)sa;
-	(void)len;
+	/* A hold MHD never turned into a connection. */
+	access_release(&inst->pending);
+	if (addr_from_sockaddr(sa, len, &peer) == -1 ||
+	    access_admit(s->scope, &peer, access_now(), &inst->pending) != ACCESS_OK) {
+		service_conn_rejected(s);
+		return MHD_NO;
+	}
 	if (atomic_load(&s->counters.current) >= s->settings.max_clients) {
 		service_conn_rejected(s);
+		access_count_refusal(s->scope, ACCESS_LIMITED);
+		access_release(&inst->pending);
 		return MHD_NO;
 	}
 	return MHD_YES;
@@ -119,6 +132,8 @@ httpd_notify(void *cls, struct MHD_Connection *c, void **socket_cls,
 		if ((hc = calloc(1, sizeof(*hc))) == NULL)
 			return;
 		hc->inst = inst;
+		hc->hold = inst->pending;
+		memset(&inst->pending, 0, sizeof(inst->pending));
 		hc->sess.svc = inst->svc;
 		ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 		session_format_peer(ci ? ci->client_addr : NULL,
@@ -131,6 +146,7 @@ httpd_notify(void *cls, struct MHD_Connection *c, void **socket_cls,
 	} else if ((hc = *socket_cls) != NULL) {
 		session_unregister(&hc->sess);
 		service_conn_closed(hc->inst->svc);
+		access_release(&hc->hold);
 		free(hc);
 		*socket_cls = NULL;
 	}
@@ -151,6 +167,7 @@ httpd_daemon_stop(struct httpd_daemon *d)
 	if (--inst->live == 0 && inst->draining) {
 		log_event(LOG_LVL_INFO, &(struct log_ctx){ .service = inst->svc->def->name },
 		    "last sessions of the stopped instance ended");
+		access_release(&inst->pending);
 		free(inst);
 	}
 }
@@ -262,6 +279,7 @@ fail:
 		loop_timer_stop(loop_current(), &inst->d[i].timer);
 		MHD_stop_daemon(inst->d[i].mhd);
 	}
+	access_release(&inst->pending);
 	free(inst);
 	return -1;
 }

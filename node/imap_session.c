@@ -15,6 +15,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "access.h"
+#include "authguard.h"
 #include "buf.h"
 #include "conn.h"
 #include "db.h"
@@ -23,6 +25,7 @@
 #include "log.h"
 #include "loop.h"
 #include "lookup.h"
+#include "mime.h"
 #include "mutf7.h"
 #include "store.h"
 
@@ -33,11 +36,19 @@
 #define IMAP_MAX_ERRORS		20			/* BAD replies before the session is ended */
 #define IMAP_IDLE_POLL_MS	1000			/* IDLE looks for changes this often */
 #define IMAP_AUTH_LINE_MAX	4096
+#define IMAP_FETCH_BATCH	1000			/* messages per FETCH job without text */
+#define IMAP_FETCH_BATCH_TEXT	50			/* ... and with message text */
+#define IMAP_OUT_HIGH		(1024 * 1024)		/* a FETCH waits while this much is unsent */
 
 static struct tls_creds	*imap_tls;
 
 enum imap_state { ST_NOAUTH, ST_AUTH, ST_SELECTED };
 enum imap_in { IN_LINE, IN_LITERAL, IN_AUTH, IN_IDLE, IN_WAIT };
+
+struct uid_run {
+	uint32_t	 first, count;
+	uint32_t	 before;	/* messages in the runs before this one */
+};
 
 struct imap_selected {
 	uint64_t	 folder_id;
@@ -45,8 +56,11 @@ struct imap_selected {
 	bool		 readonly;
 	uint32_t	 uidvalidity, uidnext, recent_from;
 	uint64_t	 highestmodseq;
-	uint32_t	*uids;		/* ascending; the sequence number is index + 1 */
-	size_t		 n, cap;
+	/* The folder's uids as runs of consecutive ones: a folder with few
+	 * expunges costs a few runs, not 4 bytes per message. */
+	struct uid_run	*runs;
+	size_t		 nruns, cap;
+	size_t		 n;		/* messages; the sequence number is index + 1 */
 };
 
 struct imap_sess {
@@ -65,8 +79,29 @@ struct imap_sess {
 	char			*login;
 	unsigned		 auth_fails, errors;
 	bool			 condstore;
-	struct loop_timer	 timer;		/* failed-login delay, IDLE poll */
+	struct loop_timer	 timer;		/* failed-login delay */
 	struct imap_selected	*sel;
+	struct imap_sess	*idle_prev, *idle_next;	/* in its loop's IDLE watch */
+	struct imap_job		*cont;		/* a FETCH waiting for the output to drain */
+	bool			 watched;
+	bool			 closing;	/* said BYE: read no further commands */
+};
+
+/* Sessions in IDLE are watched per loop by one query a second for all
+ * their folders (not one per session); a session whose folder moved then
+ * fetches its changes. */
+struct idle_watch {
+	struct imap_sess	*head;
+	struct loop_timer	 timer;
+	bool			 busy;		/* a query is with the database */
+};
+static struct idle_watch	*idle_watches;	/* one per loop */
+static unsigned			 idle_nwatches;
+
+struct idle_job {
+	struct loop			*loop;
+	struct store_folder_state	*v;
+	size_t				 n;
 };
 
 enum job_kind { JOB_LOGIN, JOB_COMMAND, JOB_POLL };
@@ -79,6 +114,10 @@ struct imap_job {
 	struct buf		 out;		/* the reply, built on the worker */
 	bool			 tagged;	/* out ends with the tagged reply */
 	bool			 close_after;
+	/* FETCH runs in batches: the reply of each is sent before the next. */
+	uint32_t		*uids;
+	size_t			 nuids, next;
+	bool			 resolved, more;
 	/* JOB_LOGIN */
 	char			 tag[IMAP_TAG_MAX + 1];
 	char			 user[256];
@@ -88,6 +127,7 @@ struct imap_job {
 
 static void imap_input(struct conn *);
 static void submit(struct imap_sess *, struct imap_job *);
+static void fetch_continue(struct imap_sess *, struct imap_job *);
 
 void
 imap_set_tls(struct tls_creds *creds)
@@ -146,9 +186,17 @@ selected_free(struct imap_selected *sel)
 {
 	if (sel == NULL)
 		return;
-	free(sel->uids);
+	free(sel->runs);
 	free(sel->name);
 	free(sel);
+}
+
+static void
+sess_close(struct imap_sess *s)
+{
+	s->closing = true;
+	if (s->conn)
+		conn_close(s->conn);
 }
 
 static void
@@ -163,11 +211,21 @@ sess_free(struct imap_sess *s)
 static void
 job_free(struct imap_job *j)
 {
+	/* A LOGIN's text holds the password. */
+	if ((j->cmd.verb == IMAP_LOGIN || j->cmd.verb == IMAP_AUTHENTICATE) && j->text.data)
+		explicit_bzero(j->text.data, j->text.cap);
+	free(j->uids);
 	imap_cmd_free(&j->cmd);
 	buf_free(&j->text);
 	buf_free(&j->out);
 	explicit_bzero(j->password, sizeof(j->password));
 	free(j);
+}
+
+static bool
+plaintext_ok(struct imap_sess *s)
+{
+	return s->conn && (conn_tls_active(s->conn) || conn_service(s->conn)->settings.allow_plaintext_auth);
 }
 
 static const char *
@@ -178,6 +236,8 @@ capabilities(struct imap_sess *s)
 	if (s->state == ST_NOAUTH) {
 		if (tls)
 			return "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE AUTH=PLAIN";
+		if (plaintext_ok(s))	/* the admin allows passwords in clear */
+			return "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE STARTTLS AUTH=PLAIN";
 		if (s->conn && conn_tls_available(s->conn))
 			return "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE STARTTLS LOGINDISABLED";
 		return "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE LOGINDISABLED";
@@ -341,38 +401,92 @@ decode_name(const char *in, char *out, size_t outlen)
 
 /* Selected-folder state (worker side while a job runs). */
 
-static ssize_t
-uid_index(const struct imap_selected *sel, uint32_t uid)
+/* The run holding index idx (idx < n). */
+static const struct uid_run *
+run_of_index(const struct imap_selected *sel, size_t idx)
 {
-	size_t lo = 0, hi = sel->n;
+	size_t lo = 0, hi = sel->nruns;
 
-	while (lo < hi) {
+	while (hi - lo > 1) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (sel->uids[mid] == uid)
-			return (ssize_t)mid;
-		if (sel->uids[mid] < uid)
-			lo = mid + 1;
+		if (sel->runs[mid].before <= idx)
+			lo = mid;
 		else
 			hi = mid;
 	}
-	return -1;
+	return &sel->runs[lo];
 }
 
+/* The first run whose last uid is >= uid (nruns if none). */
 static size_t
-lower_bound(const struct imap_selected *sel, uint32_t uid)
+run_at_or_after(const struct imap_selected *sel, uint32_t uid)
 {
-	size_t lo = 0, hi = sel->n;
+	size_t lo = 0, hi = sel->nruns;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
+		const struct uid_run *r = &sel->runs[mid];
 
-		if (sel->uids[mid] < uid)
+		if ((uint64_t)r->first + r->count - 1 < uid)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
 	return lo;
+}
+
+static uint32_t
+sel_max_uid(const struct imap_selected *sel)
+{
+	const struct uid_run *r;
+
+	if (sel->nruns == 0)
+		return 0;
+	r = &sel->runs[sel->nruns - 1];
+	return r->first + r->count - 1;
+}
+
+static ssize_t
+uid_index(const struct imap_selected *sel, uint32_t uid)
+{
+	size_t k = run_at_or_after(sel, uid);
+
+	if (k == sel->nruns || sel->runs[k].first > uid)
+		return -1;
+	return (ssize_t)(sel->runs[k].before + (uid - sel->runs[k].first));
+}
+
+/* Index of the first message with a uid >= uid (n if none). */
+static size_t
+lower_bound(const struct imap_selected *sel, uint32_t uid)
+{
+	size_t k = run_at_or_after(sel, uid);
+
+	if (k == sel->nruns)
+		return sel->n;
+	if (sel->runs[k].first >= uid)
+		return sel->runs[k].before;
+	return sel->runs[k].before + (uid - sel->runs[k].first);
+}
+
+/* Append the uids of indexes [a, b) to v. */
+static void
+sel_uids(const struct imap_selected *sel, size_t a, size_t b, uint32_t *v)
+{
+	const struct uid_run *r;
+	size_t idx = a;
+
+	if (a >= b)
+		return;
+	r = run_of_index(sel, a);
+	while (idx < b) {
+		uint32_t off = (uint32_t)(idx - r->before);
+
+		for (; off < r->count && idx < b; off++, idx++)
+			*v++ = r->first + off;
+		r++;
+	}
 }
 
 static int
@@ -399,7 +513,7 @@ resolve_set(const struct imap_selected *sel, const struct imap_seqset *set, bool
 		size_t a, b;
 
 		if (uid) {
-			uint32_t max = sel->n ? sel->uids[sel->n - 1] : 0;
+			uint32_t max = sel_max_uid(sel);
 
 			if (lo == IMAP_SEQ_STAR)
 				lo = max;
@@ -414,6 +528,9 @@ resolve_set(const struct imap_selected *sel, const struct imap_seqset *set, bool
 			a = lower_bound(sel, lo);
 			b = hi == UINT32_MAX ? sel->n : lower_bound(sel, hi + 1);
 		} else {
+			/* "1:*" in an empty folder names nothing; it is no error. */
+			if ((lo == IMAP_SEQ_STAR || hi == IMAP_SEQ_STAR) && sel->n == 0)
+				continue;
 			if (lo == IMAP_SEQ_STAR)
 				lo = (uint32_t)sel->n;
 			if (hi == IMAP_SEQ_STAR)
@@ -424,12 +541,10 @@ resolve_set(const struct imap_selected *sel, const struct imap_seqset *set, bool
 				lo = hi;
 				hi = t;
 			}
-			if (hi > sel->n || (lo == 0 && sel->n > 0)) {
+			if (hi > sel->n || lo == 0) {
 				free(v);
 				return -1;
 			}
-			if (lo == 0)
-				continue;	/* "*" in an empty folder */
 			a = lo - 1;
 			b = hi;
 		}
@@ -446,8 +561,8 @@ resolve_set(const struct imap_selected *sel, const struct imap_seqset *set, bool
 			v = p;
 			cap = ncap;
 		}
-		for (k = a; k < b; k++)
-			v[n++] = sel->uids[k];
+		sel_uids(sel, a, b, v + n);
+		n += b - a;
 	}
 	if (n > 1 && set->n > 1) {
 		qsort(v, n, sizeof(*v), cmp_u32);
@@ -461,40 +576,75 @@ resolve_set(const struct imap_selected *sel, const struct imap_seqset *set, bool
 	return 0;
 }
 
+/* Add a uid above every uid the view has. */
 static int
 sel_append(struct imap_selected *sel, uint32_t uid)
 {
-	if (sel->n == sel->cap) {
-		size_t ncap = sel->cap ? sel->cap * 2 : 16;
-		uint32_t *p = realloc(sel->uids, ncap * sizeof(*p));
+	struct uid_run *last = sel->nruns ? &sel->runs[sel->nruns - 1] : NULL;
+
+	if (last && (uint64_t)last->first + last->count == uid) {
+		last->count++;
+		sel->n++;
+		return 0;
+	}
+	if (sel->nruns == sel->cap) {
+		size_t ncap = sel->cap ? sel->cap * 2 : 4;
+		struct uid_run *p = realloc(sel->runs, ncap * sizeof(*p));
 
 		if (p == NULL)
 			return -1;
-		sel->uids = p;
+		sel->runs = p;
 		sel->cap = ncap;
 	}
-	sel->uids[sel->n++] = uid;
+	sel->runs[sel->nruns++] = (struct uid_run){ uid, 1, (uint32_t)sel->n };
+	sel->n++;
 	return 0;
 }
 
 /* Remove the given uids (ascending) from the view, announcing each with
- * its sequence number at the time (RFC 3501 7.4.1). */
-static void
+ * its sequence number at the time (RFC 3501 7.4.1). The runs are cut
+ * where messages went; -1 only when memory for the new runs is lacking
+ * (the view is then left as it was). */
+static int
 sel_expunge(struct imap_selected *sel, const uint32_t *gone, size_t ngone, struct buf *out)
 {
-	size_t i, w = 0, g = 0, removed = 0;
+	struct uid_run *nr;
+	size_t cap = sel->nruns + ngone + 1, nn = 0, g = 0, k, removed = 0;
+	uint32_t before = 0;
 
-	for (i = 0; i < sel->n; i++) {
-		while (g < ngone && gone[g] < sel->uids[i])
+	if ((nr = calloc(cap, sizeof(*nr))) == NULL)
+		return -1;
+	for (k = 0; k < sel->nruns; k++) {
+		const struct uid_run *r = &sel->runs[k];
+		uint64_t cur = r->first, end = (uint64_t)r->first + r->count;
+
+		while (g < ngone && gone[g] < cur)
 			g++;
-		if (g < ngone && gone[g] == sel->uids[i]) {
-			(void)buf_printf(out, "* %zu EXPUNGE\r\n", i + 1 - removed);
+		while (g < ngone && gone[g] < end) {
+			uint32_t u = gone[g];
+
+			if (u > cur) {
+				nr[nn++] = (struct uid_run){ (uint32_t)cur, (uint32_t)(u - cur), before };
+				before += (uint32_t)(u - cur);
+			}
+			(void)buf_printf(out, "* %" PRIu64 " EXPUNGE\r\n",
+			    (uint64_t)r->before + (u - r->first) + 1 - removed);
 			removed++;
-			continue;
+			cur = (uint64_t)u + 1;
+			while (g < ngone && gone[g] < cur)
+				g++;
 		}
-		sel->uids[w++] = sel->uids[i];
+		if (cur < end) {
+			nr[nn++] = (struct uid_run){ (uint32_t)cur, (uint32_t)(end - cur), before };
+			before += (uint32_t)(end - cur);
+		}
 	}
-	sel->n = w;
+	free(sel->runs);
+	sel->runs = nr;
+	sel->nruns = nn;
+	sel->cap = cap;
+	sel->n -= removed;
+	return 0;
 }
 
 static size_t
@@ -530,9 +680,8 @@ notify_changes(MYSQL *m, struct imap_job *j, bool allow_expunge)
 
 		for (i = 0; i < c.nexpunged && !any; i++)
 			any = uid_index(sel, c.expunged[i]) >= 0;
-		if (any && allow_expunge)
-			sel_expunge(sel, c.expunged, c.nexpunged, &j->out);
-		else if (any)
+		/* Held back (reported later) when not allowed now. */
+		if (any && (!allow_expunge || sel_expunge(sel, c.expunged, c.nexpunged, &j->out) == -1))
 			held_expunge = true;
 	}
 	/* Flag changes of messages the session knows. */
@@ -553,7 +702,7 @@ notify_changes(MYSQL *m, struct imap_job *j, bool allow_expunge)
 	for (i = 0; i < c.n; i++) {
 		uint32_t uid = c.msgs[i].uid;
 
-		if (uid >= old_next && (sel->n == 0 || uid > sel->uids[sel->n - 1]) && sel_append(sel, uid) == -1)
+		if (uid >= old_next && (sel->n == 0 || uid > sel_max_uid(sel)) && sel_append(sel, uid) == -1)
 			break;
 	}
 	if (sel->n != before) {
@@ -562,8 +711,8 @@ notify_changes(MYSQL *m, struct imap_job *j, bool allow_expunge)
 	}
 	if (c.uidnext > sel->uidnext)
 		sel->uidnext = c.uidnext;
-	if (sel->n > 0 && sel->uids[sel->n - 1] >= sel->uidnext)
-		sel->uidnext = sel->uids[sel->n - 1] + 1;
+	if (sel->n > 0 && sel_max_uid(sel) >= sel->uidnext)
+		sel->uidnext = sel_max_uid(sel) + 1;
 	if (!held_expunge)
 		sel->highestmodseq = c.highestmodseq;
 	store_changes_free(&c);
@@ -598,8 +747,7 @@ exec_select(MYSQL *m, struct imap_job *j)
 		store_fail(j, rc, "SELECT");
 		return rc == STORE_ERROR ? -1 : 0;
 	}
-	if ((sel = calloc(1, sizeof(*sel))) == NULL || (sel->name = strdup(snap.folder.name)) == NULL ||
-	    (snap.n > 0 && (sel->uids = malloc(snap.n * sizeof(uint32_t))) == NULL)) {
+	if ((sel = calloc(1, sizeof(*sel))) == NULL || (sel->name = strdup(snap.folder.name)) == NULL) {
 		selected_free(sel);
 		store_snapshot_free(&snap);
 		tagged(j, "NO [SERVERBUG] Out of memory");
@@ -611,9 +759,13 @@ exec_select(MYSQL *m, struct imap_job *j)
 	sel->uidnext = snap.folder.uidnext;
 	sel->highestmodseq = snap.folder.highestmodseq;
 	sel->recent_from = snap.recent_from;
-	sel->cap = snap.n;
 	for (i = 0; i < snap.n; i++) {
-		sel->uids[sel->n++] = snap.msgs[i].uid;
+		if (sel_append(sel, snap.msgs[i].uid) == -1) {
+			selected_free(sel);
+			store_snapshot_free(&snap);
+			tagged(j, "NO [SERVERBUG] Out of memory");
+			return 0;
+		}
 		if (first_unseen == 0 && !(snap.msgs[i].flags & STORE_F_SEEN))
 			first_unseen = i + 1;
 	}
@@ -641,27 +793,37 @@ exec_select(MYSQL *m, struct imap_job *j)
 	return 0;
 }
 
-/* '*' matches anything, '%' anything but the delimiter. */
+/* '*' matches anything, '%' anything but the delimiter. Dynamic
+ * programming over (pattern, name): no backtracking blow-up whatever the
+ * wildcards. */
+#define LIST_PATTERN_MAX	1024
 static bool
 list_match(const char *pat, const char *name)
 {
-	for (; *pat; pat++) {
-		if (*pat == '*' || *pat == '%') {
-			const char *n = name;
+	size_t plen = strlen(pat), nlen = strlen(name), i, j;
+	bool prev[STORE_NAME_MAX + 2], cur[STORE_NAME_MAX + 2];
 
-			for (;;) {
-				if (list_match(pat + 1, n))
-					return true;
-				if (*n == '\0' || (*pat == '%' && *n == '/'))
-					return false;
-				n++;
-			}
+	if (plen > LIST_PATTERN_MAX || nlen > STORE_NAME_MAX)
+		return false;
+	/* prev[j]: pat[0..i) matches name[0..j) */
+	prev[0] = true;
+	for (j = 1; j <= nlen; j++)
+		prev[j] = false;
+	for (i = 0; i < plen; i++) {
+		char p = pat[i];
+
+		cur[0] = (p == '*' || p == '%') && prev[0];
+		for (j = 1; j <= nlen; j++) {
+			if (p == '*')
+				cur[j] = prev[j] || cur[j - 1];
+			else if (p == '%')
+				cur[j] = prev[j] || (cur[j - 1] && name[j - 1] != '/');
+			else
+				cur[j] = prev[j - 1] && name[j - 1] == p;
 		}
-		if (*pat != *name)
-			return false;
-		name++;
+		memcpy(prev, cur, (nlen + 1) * sizeof(bool));
 	}
-	return *name == '\0';
+	return prev[nlen];
 }
 
 static bool
@@ -671,6 +833,17 @@ has_children(const struct store_folder *f, size_t n, size_t i)
 
 	for (k = 0; k < n; k++)
 		if (f[k].id != 0 && strncmp(f[k].name, f[i].name, len) == 0 && f[k].name[len] == '/')
+			return true;
+	return false;
+}
+
+static bool
+has_subscribed_child(const struct store_folder *f, size_t n, size_t i)
+{
+	size_t len = strlen(f[i].name), k;
+
+	for (k = 0; k < n; k++)
+		if (f[k].subscribed && strncmp(f[k].name, f[i].name, len) == 0 && f[k].name[len] == '/')
 			return true;
 	return false;
 }
@@ -744,13 +917,17 @@ exec_list(MYSQL *m, struct imap_job *j)
 			memcpy(pats[p], "INBOX", 5);
 	}
 	for (i = 0; i < n; i++) {
-		bool match = false, first = true;
+		bool match = false, first = true, childinfo;
 
 		for (p = 0; p < c->npatterns && !match; p++)
 			match = pats[p] && list_match(pats[p], f[i].name);
 		if (!match)
 			continue;
-		if (subscribed_only && !f[i].subscribed)
+		/* RECURSIVEMATCH: a parent whose child is subscribed is listed
+		 * with CHILDINFO (RFC 5258 3.5). */
+		childinfo = !lsub && (c->list_select & IMAP_LS_RECURSIVEMATCH) &&
+		    (c->list_select & IMAP_LS_SUBSCRIBED) && has_subscribed_child(f, n, i);
+		if (subscribed_only && !f[i].subscribed && !childinfo)
 			continue;
 		if (f[i].id == 0 && !subscribed_only)
 			continue;
@@ -769,6 +946,8 @@ exec_list(MYSQL *m, struct imap_job *j)
 #undef ATTR
 		(void)buf_puts(&j->out, ") \"/\" ");
 		(void)put_mailbox(&j->out, f[i].name);
+		if (childinfo)
+			(void)buf_puts(&j->out, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
 		(void)buf_puts(&j->out, "\r\n");
 		if ((c->list_return & IMAP_LR_STATUS) && f[i].id != 0) {
 			struct store_status st;
@@ -890,37 +1069,33 @@ exec_append(MYSQL *m, struct imap_job *j)
 	return 0;
 }
 
-/* The bytes of a section of a message (data, len), into *off and *slen;
+/* Where a section lies in the message, from the part index kept with the
+ * row (or, without one, from the text itself: top-level sections only).
  * false when the message has no such part. */
 static bool
 section_range(const struct store_fetch_row *row, const struct imap_section *sec, const char *data,
     size_t len, size_t *off, size_t *slen)
 {
-	size_t h = imap_header_len(data, len);
 	const char *t = sec->text;
+	char name[128];
+	size_t h;
 
-	if (*sec->part == '\0') {
-		if (*t == '\0') {
-			*off = 0;
-			*slen = len;
-		} else if (strcmp(t, "TEXT") == 0) {
-			*off = h;
-			*slen = len - h;
-		} else {	/* HEADER, HEADER.FIELDS[.NOT] */
-			*off = 0;
-			*slen = h;
-		}
-		return true;
+	/* HEADER.FIELDS filters the header it names. */
+	if (strncmp(t, "HEADER.FIELDS", 13) == 0)
+		t = "HEADER";
+	if (row->index != NULL) {
+		if (snprintf(name, sizeof(name), "%s%s%s", sec->part, *sec->part && *t ? "." : "", t) >=
+		    (int)sizeof(name) || mime_index_section(row->index, name, off, slen) == -1)
+			return false;
+		/* An index that does not fit the file names nothing. */
+		return *off <= row->size && *slen <= row->size - *off;
 	}
-	(void)row;
-	/* Parts without a structure index: a single-part message's part 1
-	 * is its body (RFC 3501 6.4.5). */
-	if (strcmp(sec->part, "1") == 0 && *t == '\0') {
-		*off = h;
-		*slen = len - h;
-		return true;
-	}
-	return false;
+	if (*sec->part != '\0' || data == NULL)
+		return false;
+	h = imap_header_len(data, len);
+	*off = strcmp(t, "TEXT") == 0 ? h : 0;
+	*slen = *t == '\0' ? len : strcmp(t, "TEXT") == 0 ? len - h : h;
+	return true;
 }
 
 static void
@@ -936,14 +1111,18 @@ put_internaldate(struct buf *b, int64_t t)
 	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
+/* One BODY[...] item. With the part index only the section's bytes are
+ * read from the body file; without one the whole text is (once per
+ * message, into whole). */
 static int
 put_section(struct buf *out, const struct store_fetch_row *row, const struct imap_section *sec,
-    const char *data, size_t len)
+    struct buf *whole, bool *loaded)
 {
 	size_t off = 0, slen = 0;
-	struct buf filtered;
+	bool filter = strncmp(sec->text, "HEADER.FIELDS", 13) == 0;
+	struct buf part, filtered;
 	const char *p;
-	int rc;
+	int rc = -1;
 
 	if (sec->rfc822)
 		(void)buf_printf(out, "RFC822%s%s ", *sec->text ? "." : "", sec->text);
@@ -953,32 +1132,59 @@ put_section(struct buf *out, const struct store_fetch_row *row, const struct ima
 			(void)buf_printf(out, "<%u>", sec->off);
 		(void)buf_puts(out, " ");
 	}
-	if (!section_range(row, sec, data, len, &off, &slen))
-		return buf_puts(out, "NIL");
-	p = data + off;
-	buf_init(&filtered, 0);
-	if (strncmp(sec->text, "HEADER.FIELDS", 13) == 0) {
-		if (imap_header_filter(p, slen, sec->fields, sec->nfields, strcmp(sec->text, "HEADER.FIELDS.NOT") == 0,
-		    &filtered) == -1) {
-			buf_free(&filtered);
-			return -1;
+	if (row->index == NULL && !*loaded) {
+		if (store_read_body(row->path, 0, UINT64_MAX, whole) == -1) {
+			log_err("imap: reading %s failed", row->path);
+			buf_reset(whole);
 		}
-		p = buf_data(&filtered);
-		slen = buf_len(&filtered);
+		*loaded = true;
 	}
-	if (sec->partial) {
+	if (!section_range(row, sec, row->index ? NULL : buf_data(whole), buf_len(whole), &off, &slen))
+		return buf_puts(out, "NIL");
+	/* A partial of unfiltered bytes narrows what is read. */
+	if (sec->partial && !filter) {
 		if (sec->off >= slen)
 			slen = 0;
 		else {
-			p += sec->off;
+			off += sec->off;
 			slen -= sec->off;
 			if (slen > sec->len)
 				slen = sec->len;
 		}
 	}
+	buf_init(&part, 0);
+	buf_init(&filtered, 0);
+	if (row->index != NULL) {
+		if (slen > 0 && store_read_body(row->path, off, slen, &part) == -1) {
+			log_err("imap: reading %s failed", row->path);
+			buf_reset(&part);
+		}
+		p = buf_data(&part) ? buf_data(&part) : "";
+		slen = buf_len(&part);
+	} else
+		p = buf_data(whole) ? buf_data(whole) + off : "";
+	if (filter) {
+		if (imap_header_filter(p, slen, sec->fields, sec->nfields, strcmp(sec->text, "HEADER.FIELDS.NOT") == 0,
+		    &filtered) == -1)
+			goto out;
+		p = buf_data(&filtered);
+		slen = buf_len(&filtered);
+		if (sec->partial) {
+			if (sec->off >= slen)
+				slen = 0;
+			else {
+				p += sec->off;
+				slen -= sec->off;
+				if (slen > sec->len)
+					slen = sec->len;
+			}
+		}
+	}
 	rc = buf_printf(out, "{%zu}\r\n", slen);
 	if (rc == 0 && slen > 0)
 		rc = buf_append(out, p, slen);
+out:
+	buf_free(&part);
 	buf_free(&filtered);
 	return rc;
 }
@@ -996,27 +1202,37 @@ exec_fetch(MYSQL *m, struct imap_job *j)
 	bool set_seen = false, modseq;
 	int rc;
 
+	/* Sections are found through the part index kept with each row. */
 	for (k = 0; k < c->nsections; k++) {
 		if (!c->sections[k].peek)
 			set_seen = true;
-		if (*c->sections[k].part)
-			want_meta = true;
+		want_meta = true;
 	}
 	if (c->changedsince || (c->fetch_items & IMAP_FI_MODSEQ))
 		s->condstore = true;
 	modseq = s->condstore && (c->fetch_items & (IMAP_FI_FLAGS | IMAP_FI_MODSEQ));
-	rc = resolve_set(sel, &c->set, c->uid, &uids, &n);
-	if (rc == -1) {
-		tagged(j, "BAD Invalid message sequence number");
-		return 0;
+	if (!j->resolved) {
+		rc = resolve_set(sel, &c->set, c->uid, &j->uids, &j->nuids);
+		if (rc == -1) {
+			tagged(j, "BAD Invalid message sequence number");
+			return 0;
+		}
+		if (rc == -2) {
+			tagged(j, "NO [SERVERBUG] Out of memory");
+			return 0;
+		}
+		j->resolved = true;
 	}
-	if (rc == -2) {
-		tagged(j, "NO [SERVERBUG] Out of memory");
-		return 0;
-	}
+	/* This batch: fewer messages when their text is sent. */
+	uids = j->uids + j->next;
+	n = j->nuids - j->next;
+	if (n > (c->nsections > 0 ? IMAP_FETCH_BATCH_TEXT : IMAP_FETCH_BATCH))
+		n = c->nsections > 0 ? IMAP_FETCH_BATCH_TEXT : IMAP_FETCH_BATCH;
+	j->next += n;
+	j->more = j->next < j->nuids;
 	if (n > 0 && (rc = store_fetch_rows(m, s->mailbox_id, sel->folder_id, uids, n, want_meta, &rows,
 	    &nrows)) != STORE_OK) {
-		free(uids);
+		j->more = false;
 		store_fail(j, rc, "FETCH");
 		return -1;
 	}
@@ -1092,15 +1308,12 @@ exec_fetch(MYSQL *m, struct imap_job *j)
 			(void)buf_printf(&j->out, "BODYSTRUCTURE %s", r->bodystructure ? r->bodystructure : "NIL");
 		}
 		if (c->nsections > 0) {
+			bool loaded = false;
+
 			buf_init(&data, 0);
-			if (store_read_body(r->path, 0, UINT64_MAX, &data) == -1) {
-				sess_log(s, LOG_LVL_ERR, "reading %s failed", r->path);
-				buf_reset(&data);
-			}
 			for (k = 0; k < c->nsections; k++) {
 				SEP();
-				(void)put_section(&j->out, r, &c->sections[k], buf_data(&data) ? buf_data(&data) : "",
-				    buf_len(&data));
+				(void)put_section(&j->out, r, &c->sections[k], &data, &loaded);
 			}
 			buf_free(&data);
 		}
@@ -1108,8 +1321,9 @@ exec_fetch(MYSQL *m, struct imap_job *j)
 		(void)buf_puts(&j->out, ")\r\n");
 	}
 	store_fetch_rows_free(rows, nrows);
-	free(uids);
 	free(unseen);
+	if (j->more)
+		return 0;
 	if (c->uid && notify_changes(m, j, true) == -1)
 		return -1;
 	tagged(j, "OK %sFETCH completed", c->uid ? "UID " : "");
@@ -1267,7 +1481,7 @@ exec_copy(MYSQL *m, struct imap_job *j)
 		if (sorted) {
 			memcpy(sorted, res.src_uids, res.n * sizeof(uint32_t));
 			qsort(sorted, res.n, sizeof(uint32_t), cmp_u32);
-			sel_expunge(sel, sorted, res.n, &j->out);
+			(void)sel_expunge(sel, sorted, res.n, &j->out);
 			free(sorted);
 		}
 		store_copy_result_free(&res);
@@ -1328,7 +1542,7 @@ exec_expunge(MYSQL *m, struct imap_job *j, bool silent_close)
 		return -1;
 	}
 	if (!silent_close) {
-		sel_expunge(sel, gone, ngone, &j->out);
+		(void)sel_expunge(sel, gone, ngone, &j->out);
 		free(gone);
 		if (notify_changes(m, j, true) == -1)
 			return -1;
@@ -1347,7 +1561,7 @@ exec_search(MYSQL *m, struct imap_job *j)
 	struct imap_cmd *c = &j->cmd;
 	struct store_fetch_row *rows = NULL;
 	struct imap_search_msg *msgs = NULL;
-	uint32_t *hits = NULL, maxuid = sel->n ? sel->uids[sel->n - 1] : 0;
+	uint32_t *hits = NULL, *all = NULL, maxuid = sel_max_uid(sel);
 	size_t nrows = 0, i, nhits = 0;
 	uint64_t maxmodseq = 0;
 	bool sort = c->verb == IMAP_SORT, want_modseq = imap_search_has_modseq(c->search);
@@ -1355,8 +1569,15 @@ exec_search(MYSQL *m, struct imap_job *j)
 
 	if (want_modseq)
 		s->condstore = true;
-	if (sel->n > 0 && (rc = store_fetch_rows(m, s->mailbox_id, sel->folder_id, sel->uids, sel->n, false,
-	    &rows, &nrows)) != STORE_OK) {
+	if (sel->n > 0 && (all = malloc(sel->n * sizeof(uint32_t))) == NULL) {
+		tagged(j, "NO [SERVERBUG] Out of memory");
+		return 0;
+	}
+	sel_uids(sel, 0, sel->n, all);
+	rc = sel->n > 0 ? store_fetch_rows(m, s->mailbox_id, sel->folder_id, all, sel->n, false, &rows, &nrows) :
+	    STORE_OK;
+	free(all);
+	if (rc != STORE_OK) {
 		store_fail(j, rc, "SEARCH");
 		return -1;
 	}
@@ -1562,25 +1783,64 @@ login_delay_done(struct loop_timer *t)
 	reply(s, "%s NO [AUTHENTICATIONFAILED] Authentication failed", s->wait_tag);
 	if (s->auth_fails >= IMAP_MAX_AUTH_FAILS) {
 		reply(s, "* BYE Too many failed logins");
-		conn_close(s->conn);
+		sess_close(s);
 		return;
 	}
 	s->in = IN_LINE;
 	conn_resume_input(s->conn);
 }
 
-/* The one place a login is decided (tenant rules hook in here). Returns
- * false when the answer is delayed. */
+static void
+close_now(struct loop_timer *t)
+{
+	struct imap_sess *s = t->arg;
+
+	if (s->conn)
+		sess_close(s);
+	else if (s->pending == 0)
+		sess_free(s);
+}
+
+/* End the session once the caller is done with it (a job's completion
+ * still uses s after this returns). */
+static void
+close_soon(struct imap_sess *s)
+{
+	s->timer.cb = close_now;
+	s->timer.arg = s;
+	loop_timer_start(loop_current(), &s->timer, 0);
+}
+
+/* The one place a login is decided: the password (lookup_login), the
+ * account's state, then the tenant's access rules and limits. Returns
+ * false when the answer is delayed or the session ends. */
 static bool
 login_done(struct imap_sess *s, struct imap_job *j, int result)
 {
 	struct login_result *r = &j->login;
+	uint64_t delay;
 
 	if (result == -1) {
 		reply(s, "%s NO [UNAVAILABLE] Temporary authentication failure, try again later", j->tag);
 		return true;
 	}
 	if (r->ok && !r->disabled) {
+		authguard_succeeded(conn_peer_addr(s->conn), j->user);
+		/* The login's tenant: its access rules and limits apply now. */
+		switch (conn_attribute(s->conn, r->tenant)) {
+		case ACCESS_OK:
+			break;
+		case ACCESS_DENIED:
+			reply(s, "%s NO [NOPERM] Access from your address is refused by your domain", j->tag);
+			reply(s, "* BYE Access refused");
+			close_soon(s);
+			return false;
+		case ACCESS_LIMITED:
+			reply(s, "%s NO [LIMIT] Too many connections for your domain, try again later", j->tag);
+			reply(s, "* BYE Connection limit reached");
+			close_soon(s);
+			return false;
+		}
 		s->state = ST_AUTH;
 		s->mailbox_id = r->mailbox_id;
 		s->tenant_id = r->tenant_id;
@@ -1598,23 +1858,179 @@ login_done(struct imap_sess *s, struct imap_job *j, int result)
 		return true;
 	}
 	s->auth_fails++;
+	conn_count_auth_failure(s->conn);
 	sess_log(s, LOG_LVL_INFO, "login failed");
-	/* The refusal comes after a delay that grows with the failures. */
+	/* The refusal comes after a delay: a second per failure in this
+	 * session, or longer when this address (across sessions and
+	 * protocols) has been failing. */
+	delay = authguard_failed(conn_peer_addr(s->conn), j->user, conn_limits_exempt(s->conn), access_now());
+	if (delay < 1000ULL * s->auth_fails)
+		delay = 1000ULL * s->auth_fails;
 	snprintf(s->wait_tag, sizeof(s->wait_tag), "%s", j->tag);
 	s->timer.cb = login_delay_done;
 	s->timer.arg = s;
-	loop_timer_start(loop_current(), &s->timer, 1000ULL * s->auth_fails);
+	loop_timer_start(loop_current(), &s->timer, delay);
 	return false;
 }
 
-static void idle_poll(struct loop_timer *);
+static void idle_tick(struct loop_timer *);
+static void poll_session(struct imap_sess *);
+
+static struct idle_watch *
+idle_watch_here(void)
+{
+	unsigned id = loop_id(loop_current());
+
+	return id < idle_nwatches ? &idle_watches[id] : NULL;
+}
 
 static void
-idle_arm(struct imap_sess *s)
+idle_watch_add(struct imap_sess *s)
 {
-	s->timer.cb = idle_poll;
-	s->timer.arg = s;
-	loop_timer_start(loop_current(), &s->timer, IMAP_IDLE_POLL_MS);
+	struct idle_watch *w = idle_watch_here();
+
+	if (w == NULL || s->watched || s->sel == NULL)
+		return;
+	s->idle_prev = NULL;
+	s->idle_next = w->head;
+	if (w->head)
+		w->head->idle_prev = s;
+	w->head = s;
+	s->watched = true;
+	if (!loop_timer_armed(&w->timer) && !w->busy) {
+		w->timer.cb = idle_tick;
+		w->timer.arg = w;
+		loop_timer_start(loop_current(), &w->timer, IMAP_IDLE_POLL_MS);
+	}
+}
+
+static void
+idle_watch_remove(struct imap_sess *s)
+{
+	struct idle_watch *w = idle_watch_here();
+
+	if (w == NULL || !s->watched)
+		return;
+	if (s->idle_prev)
+		s->idle_prev->idle_next = s->idle_next;
+	else
+		w->head = s->idle_next;
+	if (s->idle_next)
+		s->idle_next->idle_prev = s->idle_prev;
+	s->idle_prev = s->idle_next = NULL;
+	s->watched = false;
+}
+
+static int
+idle_job_run(MYSQL *m, void *arg)
+{
+	struct idle_job *ij = arg;
+
+	return store_folders_state(m, ij->v, ij->n) == STORE_OK ? 0 : -1;
+}
+
+static int
+cmp_folder_state(const void *a, const void *b)
+{
+	const struct store_folder_state *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static void
+idle_job_done(void *arg, int result)
+{
+	struct idle_job *ij = arg;
+	struct idle_watch *w = idle_watch_here();
+	struct imap_sess *s, *next;
+
+	if (w == NULL) {
+		free(ij->v);
+		free(ij);
+		return;
+	}
+	w->busy = false;
+	for (s = w->head; s != NULL && result == 0; s = next) {
+		struct store_folder_state key, *f;
+
+		next = s->idle_next;
+		if (s->pending > 0 || s->sel == NULL)
+			continue;
+		key.id = s->sel->folder_id;
+		f = bsearch(&key, ij->v, ij->n, sizeof(*ij->v), cmp_folder_state);
+		if (f == NULL)
+			continue;	/* joined after the query left */
+		if (f->uidnext == 0 || f->uidnext != s->sel->uidnext || f->highestmodseq != s->sel->highestmodseq)
+			poll_session(s);
+	}
+	free(ij->v);
+	free(ij);
+	if (w->head != NULL && !loop_timer_armed(&w->timer))
+		loop_timer_start(loop_current(), &w->timer, IMAP_IDLE_POLL_MS);
+}
+
+static void
+idle_tick(struct loop_timer *t)
+{
+	struct idle_watch *w = t->arg;
+	struct idle_job *ij;
+	struct imap_sess *s;
+	size_t n = 0;
+
+	for (s = w->head; s != NULL; s = s->idle_next)
+		n++;
+	if (n == 0)
+		return;
+	if ((ij = calloc(1, sizeof(*ij))) == NULL || (ij->v = calloc(n, sizeof(*ij->v))) == NULL) {
+		free(ij);
+		loop_timer_start(loop_current(), &w->timer, IMAP_IDLE_POLL_MS);
+		return;
+	}
+	for (s = w->head; s != NULL; s = s->idle_next)
+		if (s->pending == 0 && s->sel != NULL)
+			ij->v[ij->n++].id = s->sel->folder_id;
+	ij->loop = loop_current();
+	if (ij->n == 0 || db_submit(idle_job_run, idle_job_done, ij) == -1) {
+		free(ij->v);
+		free(ij);
+		loop_timer_start(loop_current(), &w->timer, IMAP_IDLE_POLL_MS);
+		return;
+	}
+	w->busy = true;
+}
+
+static int job_run(MYSQL *, void *);
+static void job_done(void *, int);
+
+/* The client has read most of a FETCH batch: send the next. */
+static void
+imap_drained(struct conn *conn)
+{
+	struct imap_sess *s = conn_proto(conn);
+	struct imap_job *j;
+
+	if (s == NULL || (j = s->cont) == NULL)
+		return;
+	s->cont = NULL;
+	fetch_continue(s, j);
+}
+
+/* Submit the next FETCH batch (the session stays busy meanwhile). */
+static void
+fetch_continue(struct imap_sess *s, struct imap_job *j)
+{
+	if (conn_output_pending(s->conn) > IMAP_OUT_HIGH) {
+		s->cont = j;
+		conn_want_drained(s->conn);
+		return;
+	}
+	if (db_submit(job_run, job_done, j) == -1) {
+		s->pending--;
+		s->in = IN_LINE;
+		reply(s, "%s NO [UNAVAILABLE] Temporary failure, try again later", j->cmd.tag);
+		job_free(j);
+		conn_resume_input(s->conn);
+	}
 }
 
 static void
@@ -1647,13 +2063,17 @@ job_done(void *arg, int result)
 				s->idle_done = false;
 				s->in = IN_LINE;
 				reply(s, "%s OK IDLE terminated", s->wait_tag);
-			} else {
-				idle_arm(s);
-				resume = true;
 			}
 		}
 		break;
 	case JOB_COMMAND:
+		if (j->more && result == 0) {
+			/* The next batch once the client has read most of this one. */
+			buf_reset(&j->out);
+			s->pending++;
+			fetch_continue(s, j);
+			return;
+		}
 		s->in = IN_LINE;
 		if (!j->tagged)
 			reply(s, "%s NO [UNAVAILABLE] Temporary failure, try again later", j->cmd.tag);
@@ -1662,7 +2082,7 @@ job_done(void *arg, int result)
 		break;
 	}
 	if (j->close_after) {
-		conn_close(s->conn);
+		sess_close(s);
 		resume = false;
 	}
 	job_free(j);
@@ -1693,18 +2113,16 @@ submit(struct imap_sess *s, struct imap_job *j)
 	s->pending++;
 }
 
+/* Fetch what changed in an IDLE session's folder. */
 static void
-idle_poll(struct loop_timer *t)
+poll_session(struct imap_sess *s)
 {
-	struct imap_sess *s = t->arg;
 	struct imap_job *j;
 
 	if (s->conn == NULL || s->in != IN_IDLE || s->pending > 0)
 		return;
-	if ((j = calloc(1, sizeof(*j))) == NULL) {
-		idle_arm(s);
+	if ((j = calloc(1, sizeof(*j))) == NULL)
 		return;
-	}
 	j->kind = JOB_POLL;
 	buf_init(&j->out, 0);
 	buf_init(&j->text, 0);
@@ -1714,9 +2132,19 @@ idle_poll(struct loop_timer *t)
 static void
 start_login(struct imap_sess *s, const char *tag, const char *user, const char *pass)
 {
-	struct imap_job *j = calloc(1, sizeof(*j));
+	struct imap_job *j;
 
-	if (j == NULL) {
+	switch (authguard_check(conn_peer_addr(s->conn), user, conn_limits_exempt(s->conn), access_now())) {
+	case AUTHGUARD_OK:
+		break;
+	case AUTHGUARD_IP_BLOCKED:
+		reply(s, "%s NO [LIMIT] Too many failed logins from your address, try again later", tag);
+		return;
+	case AUTHGUARD_ACCOUNT_BLOCKED:
+		reply(s, "%s NO [LIMIT] Too many failed logins for this account, try again later", tag);
+		return;
+	}
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
 		reply(s, "%s NO [UNAVAILABLE] Out of memory", tag);
 		return;
 	}
@@ -1727,12 +2155,6 @@ start_login(struct imap_sess *s, const char *tag, const char *user, const char *
 	snprintf(j->user, sizeof(j->user), "%s", user);
 	snprintf(j->password, sizeof(j->password), "%s", pass);
 	submit(s, j);
-}
-
-static bool
-plaintext_ok(struct imap_sess *s)
-{
-	return conn_tls_active(s->conn);
 }
 
 /* PLAIN: [authzid] NUL authcid NUL password, base64. */
@@ -1796,7 +2218,7 @@ bad(struct imap_sess *s, const char *tag, const char *why)
 	reply(s, "%s BAD %s", tag && *tag ? tag : "*", why);
 	if (++s->errors >= IMAP_MAX_ERRORS) {
 		reply(s, "* BYE Too many errors");
-		conn_close(s->conn);
+		sess_close(s);
 	}
 }
 
@@ -1811,7 +2233,7 @@ command(struct imap_sess *s)
 	if ((j = calloc(1, sizeof(*j))) == NULL) {
 		buf_free(&s->cmd);
 		reply(s, "* BYE Out of memory");
-		conn_close(s->conn);
+		sess_close(s);
 		return;
 	}
 	j->kind = JOB_COMMAND;
@@ -1853,7 +2275,7 @@ command(struct imap_sess *s)
 	case IMAP_LOGOUT:
 		reply(s, "* BYE Logging out");
 		reply(s, "%s OK LOGOUT completed", c->tag);
-		conn_close(s->conn);
+		sess_close(s);
 		break;
 	case IMAP_ID:
 		reply(s, "* ID (\"name\" \"mailnode\")");
@@ -1924,8 +2346,7 @@ command(struct imap_sess *s)
 		s->in = IN_IDLE;
 		s->idle_done = false;
 		reply(s, "+ idling");
-		if (s->sel)
-			idle_arm(s);
+		idle_watch_add(s);
 		break;
 	default:
 		submit(s, j);
@@ -1973,13 +2394,12 @@ auth_line(struct imap_sess *s, const char *line)
 static void
 idle_line(struct imap_sess *s, const char *line)
 {
+	idle_watch_remove(s);
 	if (strcasecmp(line, "DONE") != 0) {
-		loop_timer_stop(loop_current(), &s->timer);
 		s->in = IN_LINE;
 		bad(s, s->wait_tag, "Expected DONE");
 		return;
 	}
-	loop_timer_stop(loop_current(), &s->timer);
 	if (s->pending > 0) {
 		s->idle_done = true;	/* answered when the poll in flight returns */
 		return;
@@ -1995,7 +2415,7 @@ imap_input(struct conn *conn)
 	struct buf *in = conn_input(conn);
 	size_t eol, len;
 
-	while (s->conn != NULL) {
+	while (s->conn != NULL && !s->closing) {
 		if (s->in == IN_WAIT || (s->in == IN_IDLE && s->idle_done))
 			return;
 		if (s->in == IN_LITERAL) {
@@ -2084,7 +2504,7 @@ imap_input(struct conn *conn)
 					}
 					if (lit == -1) {
 						reply(s, "* BYE [TOOBIG] Literal too large");
-						conn_close(s->conn);
+						sess_close(s);
 						return;
 					}
 					s->cmd_too_big = true;
@@ -2155,8 +2575,15 @@ imap_close(struct conn *conn)
 	if (s == NULL)
 		return;
 	s->conn = NULL;
+	idle_watch_remove(s);
 	if (loop_timer_armed(&s->timer))
 		loop_timer_stop(loop_current(), &s->timer);
+	if (s->cont) {
+		/* A FETCH waiting for the client to read: it never will. */
+		job_free(s->cont);
+		s->cont = NULL;
+		s->pending--;
+	}
 	/* A job still holds it: it is freed when the job answers. */
 	if (s->pending == 0)
 		sess_free(s);
@@ -2168,7 +2595,10 @@ static const struct conn_ops imap_ops = {
 	.tls_ready = imap_tls_ready,
 	.goodbye = imap_goodbye,
 	.close = imap_close,
+	.drained = imap_drained,
 	.busy_reply = "* BYE Too many connections, try again later\r\n",
+	.deny_reply = "* BYE [NOPERM] Access from your address is refused\r\n",
+	.limit_reply = "* BYE [LIMIT] Too many connections from your address, try again later\r\n",
 	.max_input = IMAP_LINE_MAX + 2,
 };
 
@@ -2180,6 +2610,14 @@ imap_start(struct service *s, char *err, size_t errlen)
 	if (implicit && imap_tls == NULL) {
 		snprintf(err, errlen, "no TLS certificate for %s", s->def->name);
 		return -1;
+	}
+	/* Kept for the node's life (both services share it). */
+	if (idle_watches == NULL) {
+		if ((idle_watches = calloc(loops_count(), sizeof(*idle_watches))) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		idle_nwatches = loops_count();
 	}
 	s->impl = conn_listen(s, &imap_ops, imap_tls, implicit, err, errlen);
 	return s->impl ? 0 : -1;

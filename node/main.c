@@ -25,6 +25,7 @@
 #include "loop.h"
 #include "migrate.h"
 #include "queue_api.h"
+#include "tenant_access.h"
 #include "service.h"
 #include "service_store.h"
 #include "settings.h"
@@ -421,6 +422,7 @@ main(int argc, char **argv)
 	}
 	queue_api_init(path);
 	queue_api_watch(2000);
+	tenant_access_start();
 
 	snprintf(path, sizeof(path), "%s/run/control.sock", o.state_dir);
 	if (control_start(path, err, sizeof(err)) == -1)
@@ -440,6 +442,7 @@ main(int argc, char **argv)
 
 	services_stop_all();
 	control_stop();
+	tenant_access_stop();
 	(void)unlink(path);
 	log_info("mailnoded stopped");
 	goto out;

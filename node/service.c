@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "log.h"
 
 static const struct service_def service_defs[] = {
@@ -62,6 +63,7 @@ services_init(bool dev_ports, unsigned port_offset, service_change_fn fn)
 
 		memset(s, 0, sizeof(*s));
 		s->def = d;
+		s->scope = access_scope_new(d->name);
 		s->state = SERVICE_STOPPED;
 		s->since = time(NULL);
 		s->settings.port = (dev_ports ? d->dev_port : d->port) + port_offset;
@@ -320,6 +322,18 @@ service_set_rules(struct service *s, const char *access, const char *connections
 	if (!keep_connections) {
 		free(s->connections);
 		s->connections = connections ? strdup(connections) : NULL;
+	}
+	if (s->scope) {
+		char err[256];
+		struct access_rules *r = access_rules_compile(s->access, s->connections, err, sizeof(err));
+
+		/* Apply validated them; if they still do not compile, the old
+		 * rules stay rather than opening the service. */
+		if (r == NULL)
+			log_event(LOG_LVL_ERR, &(struct log_ctx){ .service = s->def->name },
+			    "access rules not applied: %s", err);
+		else
+			access_scope_set_rules(s->scope, r);
 	}
 }
 

@@ -33,6 +33,7 @@ struct service_def {
 };
 
 struct service;
+struct access_scope;
 
 /* A protocol implementation behind a service; more than one service may
  * share one (smtp, submission and smtps). All calls run on loop 0. */
@@ -68,6 +69,7 @@ struct service {
 	bool				 save_again;	/* the state changed during it */
 	char				*access;	/* rules as canonical JSON, NULL: open */
 	char				*connections;	/* limits as canonical JSON, NULL: none */
+	struct access_scope		*scope;		/* those compiled, and their counters */
 };
 
 /* Called after every state change, e.g. to persist it or notify SNMP. */

@@ -2,13 +2,16 @@
  * their loop, the list only names them for status queries. */
 #include "session.h"
 
+#include <errno.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "loop.h"
 #include "service.h"
 
 static pthread_mutex_t	 registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -78,7 +81,7 @@ sessions_count(void)
 }
 
 int
-sessions_snapshot(const char *service, struct session_view **out, size_t *n)
+sessions_snapshot(const char *service, const char *tenant, struct session_view **out, size_t *n)
 {
 	struct session_view *v = NULL;
 	struct session *s;
@@ -93,6 +96,8 @@ sessions_snapshot(const char *service, struct session_view **out, size_t *n)
 	for (s = registry; s != NULL && i < cap; s = s->next) {
 		if (service && strcmp(service, s->svc->def->name) != 0)
 			continue;
+		if (tenant && strcmp(tenant, s->tenant) != 0)
+			continue;
 		v[i].id = s->id;
 		snprintf(v[i].service, sizeof(v[i].service), "%s", s->svc->def->name);
 		memcpy(v[i].peer, s->peer, sizeof(v[i].peer));
@@ -100,12 +105,59 @@ sessions_snapshot(const char *service, struct session_view **out, size_t *n)
 		memcpy(v[i].user, s->user, sizeof(v[i].user));
 		memcpy(v[i].tls, s->tls, sizeof(v[i].tls));
 		v[i].started = s->started;
+		v[i].bytes_in = atomic_load(&s->bytes_in);
+		v[i].bytes_out = atomic_load(&s->bytes_out);
 		i++;
 	}
 	pthread_mutex_unlock(&registry_lock);
 	*out = v;
 	*n = i;
 	return 0;
+}
+
+static struct session *
+find_locked(uint64_t id)
+{
+	struct session *s;
+
+	for (s = registry; s != NULL; s = s->next)
+		if (s->id == id)
+			return s;
+	return NULL;
+}
+
+/* On the session's loop: it cannot be freed under us here, since only
+ * this loop frees it; it may have ended since it was asked. */
+static void
+end_on_loop(void *arg)
+{
+	uint64_t id = (uint64_t)(uintptr_t)arg;
+	struct session *s;
+
+	pthread_mutex_lock(&registry_lock);
+	s = find_locked(id);
+	if (s && s->loop != loop_current())
+		s = NULL;
+	pthread_mutex_unlock(&registry_lock);
+	if (s && s->end)
+		s->end(s);
+}
+
+int
+session_end(uint64_t id)
+{
+	struct session *s;
+	struct loop *loop = NULL;
+
+	pthread_mutex_lock(&registry_lock);
+	if ((s = find_locked(id)) != NULL && s->end)
+		loop = s->loop;
+	pthread_mutex_unlock(&registry_lock);
+	if (loop == NULL) {
+		errno = ESRCH;
+		return -1;
+	}
+	return loop_post(loop, end_on_loop, (void *)(uintptr_t)id);
 }
 
 void

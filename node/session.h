@@ -3,6 +3,7 @@
 #ifndef MAILNODE_SESSION_H
 #define MAILNODE_SESSION_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,6 +12,7 @@
 #include "addr.h"
 
 struct service;
+struct loop;
 
 struct session {
 	uint64_t	 id;
@@ -20,6 +22,10 @@ struct session {
 	char		 user[256];
 	char		 tls[48];		/* "" when in clear */
 	time_t		 started;
+	atomic_uint_fast64_t bytes_in, bytes_out;
+	struct loop	*loop;			/* the loop that runs it */
+	/* End the session now, cleanly for its protocol; runs on its loop. */
+	void		(*end)(struct session *);
 	struct session	*prev, *next;		/* registry links, under its lock */
 };
 
@@ -41,9 +47,14 @@ struct session_view {
 	char		user[256];
 	char		tls[48];
 	time_t		started;
+	uint64_t	bytes_in, bytes_out;
 };
-/* Snapshot of the sessions of one service (or all with NULL); caller frees. */
-int	 sessions_snapshot(const char *service, struct session_view **out, size_t *n);
+/* Snapshot of the sessions of one service and/or tenant (NULL: any);
+ * caller frees. */
+int	 sessions_snapshot(const char *service, const char *tenant, struct session_view **out, size_t *n);
+/* Ask the loop of session id to end it: 0 when asked, -1 (errno ESRCH)
+ * when no such session is live. */
+int	 session_end(uint64_t id);
 size_t	 sessions_count(void);
 /* "192.0.2.1:51234" or "[2001:db8::1]:51234" from a socket address. */
 void	 session_format_peer(const struct sockaddr *, socklen_t, char *, size_t);

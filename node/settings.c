@@ -27,9 +27,10 @@ const struct setting_def settings_defs[] = {
 	  "Rebind the listener at once when bind or port change; otherwise the "
 	  "change waits for the next start.", NULL },
 	{ "allowPlaintextAuth", "allow_plaintext_auth", SETTING_BOOL, FIELD(allow_plaintext_auth), 0, 1, true,
-	  "Accept passwords (USER/PASS, AUTH) on a connection that has not switched "
-	  "to TLS with STLS. Off by default: passwords never travel in clear.",
-	  "pop3" },
+	  "Accept passwords (POP3 USER/PASS and AUTH, IMAP LOGIN and AUTHENTICATE) on a "
+	  "connection that has not switched to TLS with STLS or STARTTLS. Off by default: "
+	  "passwords never travel in clear.",
+	  "pop3 imap" },
 };
 const size_t settings_ndefs = sizeof(settings_defs) / sizeof(settings_defs[0]);
 

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "authguard.h"
 #include "conn.h"
 #include "delivery.h"
 #include "db.h"
@@ -295,6 +296,21 @@ after_rcpt(struct smtp_sess *s, struct smtp_job *j, int result)
 		reply(s, "452 4.5.3 Too many recipients");
 		return;
 	}
+	/* Inbound mail is the recipient tenant's: its rules decide. */
+	if (!s->authed && r->tenant[0] && s->conn) {
+		switch (conn_attribute(s->conn, r->tenant)) {
+		case ACCESS_OK:
+			break;
+		case ACCESS_DENIED:
+			reply(s, "550 5.7.1 <%s@%s>: Access from your address is refused by this domain",
+			    j->local, j->domain);
+			return;
+		case ACCESS_LIMITED:
+			reply(s, "450 4.7.0 <%s@%s>: Too many connections to this domain from your address, "
+			    "try again later", j->local, j->domain);
+			return;
+		}
+	}
 	{
 		struct spool_rcpt *p = realloc(s->rcpts, (s->nrcpts + r->ntargets) * sizeof(*p));
 
@@ -317,8 +333,6 @@ after_rcpt(struct smtp_sess *s, struct smtp_job *j, int result)
 		s->size_limit = r->size_limit;
 	if (s->tenant_id == 0)
 		s->tenant_id = r->tenant_id;
-	if (r->tenant[0] && s->conn)
-		conn_set_identity(s->conn, r->tenant, NULL);
 	reply(s, "250 2.1.5 Ok");
 }
 
@@ -342,6 +356,27 @@ after_login_reply(struct loop_timer *t)
 	conn_resume_input(s->conn);
 }
 
+static void
+close_now(struct loop_timer *t)
+{
+	struct smtp_sess *s = t->arg;
+
+	if (s->conn)
+		conn_close(s->conn);
+	else if (s->pending == 0)
+		sess_free(s);
+}
+
+/* End the session once the caller is done with it (a job's completion
+ * still uses s after this returns). */
+static void
+close_soon(struct smtp_sess *s)
+{
+	s->delay.cb = close_now;
+	s->delay.arg = s;
+	loop_timer_start(loop_current(), &s->delay, 0);
+}
+
 static bool
 after_login(struct smtp_sess *s, struct smtp_job *j, int result)
 {
@@ -350,6 +385,20 @@ after_login(struct smtp_sess *s, struct smtp_job *j, int result)
 		return true;
 	}
 	if (j->login.ok) {
+		authguard_succeeded(conn_peer_addr(s->conn), j->address);
+		/* The login's tenant: its access rules and limits apply now. */
+		switch (conn_attribute(s->conn, j->login.tenant)) {
+		case ACCESS_OK:
+			break;
+		case ACCESS_DENIED:
+			reply(s, "554 5.7.1 Access from your address is refused by your domain");
+			close_soon(s);
+			return false;
+		case ACCESS_LIMITED:
+			reply(s, "421 4.7.0 %s Too many connections for your domain, try again later", hostname);
+			close_soon(s);
+			return false;
+		}
 		s->authed = true;
 		snprintf(s->login, sizeof(s->login), "%s", j->login.address);
 		s->login_tenant = j->login.tenant_id;
@@ -359,11 +408,14 @@ after_login(struct smtp_sess *s, struct smtp_job *j, int result)
 		return true;
 	}
 	s->auth_fails++;
+	conn_count_auth_failure(s->conn);
 	sess_log(s, LOG_LVL_INFO, "login failed%s", j->login.disabled ? " (account suspended)" : "");
-	/* The refusal comes after a delay that grows with the failures. */
+	/* The refusal comes after a delay that grows with the failures from
+	 * this address (across sessions), so guessing stays slow. */
 	s->delay.cb = after_login_reply;
 	s->delay.arg = s;
-	loop_timer_start(loop_current(), &s->delay, 1000ULL * s->auth_fails);
+	loop_timer_start(loop_current(), &s->delay, authguard_failed(conn_peer_addr(s->conn), j->address,
+	    conn_limits_exempt(s->conn), access_now()));
 	return false;
 }
 
@@ -778,6 +830,18 @@ auth_check(struct smtp_sess *s, const char *user, const char *password)
 		reply(s, "454 4.7.0 Temporary authentication failure");
 		return;
 	}
+	switch (authguard_check(conn_peer_addr(s->conn), user, conn_limits_exempt(s->conn), access_now())) {
+	case AUTHGUARD_OK:
+		break;
+	case AUTHGUARD_IP_BLOCKED:
+		free(j);
+		reply(s, "454 4.7.0 Too many failed logins from your address, try again later");
+		return;
+	case AUTHGUARD_ACCOUNT_BLOCKED:
+		free(j);
+		reply(s, "454 4.7.0 Too many failed logins for this account, try again later");
+		return;
+	}
 	j->kind = JOB_LOGIN;
 	snprintf(j->address, sizeof(j->address), "%s", user);
 	snprintf(j->password, sizeof(j->password), "%s", password);
@@ -1113,6 +1177,8 @@ static const struct conn_ops inbound_ops = {
 	.goodbye = smtp_goodbye,
 	.close = smtp_close,
 	.busy_reply = "421 4.7.0 Too many connections, try again later\r\n",
+	.deny_reply = "554 5.7.1 Access denied\r\n",
+	.limit_reply = "421 4.7.0 Too many connections from your address, try again later\r\n",
 	.max_input = SMTP_INPUT_MAX,
 };
 
@@ -1122,6 +1188,8 @@ static const struct conn_ops submission_ops = {
 	.goodbye = smtp_goodbye,
 	.close = smtp_close,
 	.busy_reply = "421 4.7.0 Too many connections, try again later\r\n",
+	.deny_reply = "554 5.7.1 Access denied\r\n",
+	.limit_reply = "421 4.7.0 Too many connections from your address, try again later\r\n",
 	.max_input = SMTP_INPUT_MAX,
 };
 

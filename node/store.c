@@ -19,6 +19,7 @@
 #include "db.h"
 #include "log.h"
 #include "lookup.h"
+#include "mime.h"
 
 static char	 mail_root[PATH_MAX];
 
@@ -793,6 +794,56 @@ fail:
 	return STORE_ERROR;
 }
 
+static int
+cmp_state(const void *a, const void *b)
+{
+	const struct store_folder_state *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+int
+store_folders_state(MYSQL *m, struct store_folder_state *v, size_t n)
+{
+	struct buf b;
+	MYSQL_RES *res = NULL;
+	MYSQL_ROW row;
+	size_t i;
+	int rc = STORE_ERROR;
+
+	if (n == 0)
+		return STORE_OK;
+	qsort(v, n, sizeof(*v), cmp_state);
+	for (i = 0; i < n; i++)
+		v[i].uidnext = 0;
+	buf_init(&b, 0);
+	if (buf_puts(&b, "SELECT id, uidnext, highestmodseq FROM folders WHERE id IN (") == -1)
+		goto out;
+	for (i = 0; i < n; i++)
+		if (buf_printf(&b, "%s%" PRIu64, i ? "," : "", v[i].id) == -1)
+			goto out;
+	if (buf_puts(&b, ")") == -1 || (res = sq_res(m, &b)) == NULL)
+		goto out;
+	while ((row = mysql_fetch_row(res)) != NULL) {
+		struct store_folder_state key = { .id = parse_u64(row[0]) }, *f;
+
+		f = bsearch(&key, v, n, sizeof(*v), cmp_state);
+		/* Duplicates are adjacent: fill them all. */
+		while (f && f > v && f[-1].id == key.id)
+			f--;
+		for (; f && f < v + n && f->id == key.id; f++) {
+			f->uidnext = (uint32_t)parse_u64(row[1]);
+			f->highestmodseq = parse_u64(row[2]);
+		}
+	}
+	rc = STORE_OK;
+out:
+	if (res)
+		mysql_free_result(res);
+	buf_free(&b);
+	return rc;
+}
+
 void
 store_changes_free(struct store_changes *c)
 {
@@ -1200,6 +1251,62 @@ keywords_text(const char *kws, char *out, size_t len)
 	snprintf(out, len, "%s", kws ? kws : "");
 }
 
+/* The structure FETCH serves, computed once per message. */
+struct structure {
+	struct buf	 env, body, bs, idx;
+};
+
+static void
+structure_free(struct structure *st)
+{
+	buf_free(&st->env);
+	buf_free(&st->body);
+	buf_free(&st->bs);
+	buf_free(&st->idx);
+}
+
+static int
+structure_compute(const char *data, size_t len, struct structure *st)
+{
+	struct mime_message *msg = NULL;
+	int rc = -1;
+
+	buf_init(&st->env, 0);
+	buf_init(&st->body, 0);
+	buf_init(&st->bs, 0);
+	buf_init(&st->idx, 0);
+	if (mime_parse(data ? data : "", len, &msg) == -1)
+		return -1;
+	if (mime_envelope(msg, &st->env) == 0 && mime_bodystructure(msg, false, &st->body) == 0 &&
+	    mime_bodystructure(msg, true, &st->bs) == 0 && mime_index_encode(msg, &st->idx) == 0)
+		rc = 0;
+	mime_free(msg);
+	(void)buf_cstr(&st->env);
+	(void)buf_cstr(&st->body);
+	(void)buf_cstr(&st->bs);
+	(void)buf_cstr(&st->idx);
+	return rc;
+}
+
+/* "UPDATE messages SET envelope = ..., ... WHERE" for one message. */
+static int
+structure_save(MYSQL *m, uint64_t folder_id, uint32_t uid, struct structure *st)
+{
+	struct buf b;
+	int rc = -1;
+
+	buf_init(&b, 0);
+	if (buf_puts(&b, "UPDATE messages SET envelope = ") == 0 && db_quote(m, &b, buf_cstr(&st->env)) == 0 &&
+	    buf_puts(&b, ", body_basic = ") == 0 && db_quote(m, &b, buf_cstr(&st->body)) == 0 &&
+	    buf_puts(&b, ", body_structure = ") == 0 && db_quote(m, &b, buf_cstr(&st->bs)) == 0 &&
+	    buf_puts(&b, ", mime_index = ") == 0 && db_quote(m, &b, buf_cstr(&st->idx)) == 0 &&
+	    buf_printf(&b, " WHERE folder_id = %" PRIu64 " AND uid = %u", folder_id, uid) == 0 &&
+	    sq(m, &b) == 0)
+		rc = 0;
+	buf_free(&b);
+	return rc;
+}
+
 int
 store_append(MYSQL *m, uint64_t mailbox_id, const char *folder, const struct store_append_req *r,
     uint32_t *uidvalidity, uint32_t *uid)
@@ -1209,7 +1316,8 @@ store_append(MYSQL *m, uint64_t mailbox_id, const char *folder, const struct sto
 	uint64_t fid, modseq, used, limit;
 	uint32_t uidnext, uv;
 	int rc = STORE_ERROR, r2;
-	bool written = false;
+	bool written = false, have_structure = false;
+	struct structure st;
 
 	if (!store_folder_name_ok(folder, canon))
 		return STORE_NOTFOUND;
@@ -1227,6 +1335,7 @@ store_append(MYSQL *m, uint64_t mailbox_id, const char *folder, const struct sto
 		goto out;
 	}
 	written = true;
+	have_structure = structure_compute(r->data, r->len, &st) == 0;
 	if (sqs(m, "START TRANSACTION") == -1)
 		goto fail;
 	if ((rc = mailbox_quota(m, mailbox_id, true, &used, &limit, NULL)) != STORE_OK)
@@ -1262,6 +1371,9 @@ store_append(MYSQL *m, uint64_t mailbox_id, const char *folder, const struct sto
 		goto fail;
 	if (folder_add_keywords(m, fid, kws) == -1)
 		goto fail;
+	/* Parsed once, now; FETCH serves ENVELOPE and BODYSTRUCTURE from the row. */
+	if (have_structure && structure_save(m, fid, uidnext, &st) == -1)
+		goto fail;
 	if (sqs(m, "COMMIT") == -1)
 		goto fail;
 	*uidvalidity = uv;
@@ -1273,6 +1385,8 @@ fail:
 	if (written)
 		unlink_rel(rel);
 out:
+	if (have_structure)
+		structure_free(&st);
 	buf_free(&b);
 	return rc;
 }
@@ -1481,6 +1595,53 @@ full_path(const char *rel)
 }
 
 int
+store_cache_structure(MYSQL *m, uint64_t folder_id, uint32_t uid, const char *path)
+{
+	struct structure st;
+	struct buf data;
+	int rc = -1;
+
+	buf_init(&data, 0);
+	if (store_read_body(path, 0, UINT64_MAX, &data) == 0 &&
+	    structure_compute(buf_data(&data), buf_len(&data), &st) == 0) {
+		rc = structure_save(m, folder_id, uid, &st);
+		structure_free(&st);
+	}
+	buf_free(&data);
+	return rc;
+}
+
+/* A row stored without its structure (mail from before it was kept):
+ * parse the body now and keep the result for next time. */
+static int
+fill_structure(MYSQL *m, uint64_t folder_id, struct store_fetch_row *f)
+{
+	struct structure st;
+	struct buf data;
+	int rc = -1;
+
+	buf_init(&data, 0);
+	if (store_read_body(f->path, 0, UINT64_MAX, &data) == -1 ||
+	    structure_compute(buf_data(&data), buf_len(&data), &st) == -1)
+		goto out;
+	free(f->envelope);
+	free(f->body);
+	free(f->bodystructure);
+	free(f->index);
+	f->envelope = strdup(buf_cstr(&st.env));
+	f->body = strdup(buf_cstr(&st.body));
+	f->bodystructure = strdup(buf_cstr(&st.bs));
+	f->index = strdup(buf_cstr(&st.idx));
+	/* A failed save only means parsing again next time. */
+	(void)structure_save(m, folder_id, f->uid, &st);
+	structure_free(&st);
+	rc = f->envelope && f->body && f->bodystructure && f->index ? 0 : -1;
+out:
+	buf_free(&data);
+	return rc;
+}
+
+int
 store_fetch_rows(MYSQL *m, uint64_t mailbox_id, uint64_t folder_id, const uint32_t *uids, size_t n,
     bool want_meta, struct store_fetch_row **out, size_t *nout)
 {
@@ -1520,6 +1681,9 @@ store_fetch_rows(MYSQL *m, uint64_t mailbox_id, uint64_t folder_id, const uint32
 			f->body = xstrdup(row[8]);
 			f->bodystructure = xstrdup(row[9]);
 			f->index = xstrdup(row[10]);
+			if ((f->envelope == NULL || f->body == NULL || f->bodystructure == NULL ||
+			    f->index == NULL) && fill_structure(m, folder_id, f) == -1)
+				goto fail;
 		}
 	}
 	*out = v;

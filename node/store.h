@@ -112,6 +112,16 @@ int	 store_changes(MYSQL *, uint64_t mailbox_id, uint64_t folder_id, uint64_t si
 	    uint32_t since_uid, struct store_changes *);
 void	 store_changes_free(struct store_changes *);
 
+/* The change markers of many folders at once (what IDLE watches): fills
+ * uidnext and highestmodseq of each id given; a folder that is gone gets
+ * uidnext 0. */
+struct store_folder_state {
+	uint64_t	 id;
+	uint32_t	 uidnext;
+	uint64_t	 highestmodseq;
+};
+int	 store_folders_state(MYSQL *, struct store_folder_state *, size_t n);
+
 enum store_flag_op { STORE_FLAGS_SET, STORE_FLAGS_ADD, STORE_FLAGS_REMOVE };
 
 struct store_flag_req {
@@ -186,6 +196,11 @@ struct store_fetch_row {
 int	 store_fetch_rows(MYSQL *, uint64_t mailbox_id, uint64_t folder_id, const uint32_t *uids, size_t n,
 	    bool want_meta, struct store_fetch_row **out, size_t *nout);
 void	 store_fetch_rows_free(struct store_fetch_row *, size_t n);
+
+/* Parse a message's body file and save its structure (ENVELOPE, BODY,
+ * BODYSTRUCTURE, part offsets) in its row: delivery calls it right after
+ * it adds a message. A row without it gets it at its first FETCH. */
+int	 store_cache_structure(MYSQL *, uint64_t folder_id, uint32_t uid, const char *path);
 
 /* Read a body file (or a range of it: len SIZE_MAX for the rest) into out. */
 int	 store_read_body(const char *path, uint64_t off, uint64_t len, struct buf *out);

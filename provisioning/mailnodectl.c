@@ -33,7 +33,10 @@ usage(void)
 	    "  service start NAME             start a service\n"
 	    "  service stop NAME [--now]      stop accepting; --now also ends its sessions\n"
 	    "  service restart NAME           stop (draining) and start again\n"
-	    "  sessions [--service NAME]      live sessions\n"
+	    "  sessions [--service NAME] [--tenant NAME]\n"
+	    "                                 live sessions\n"
+	    "  session kill ID                end a session (its protocol's goodbye)\n"
+	    "  access                         admitted and refused connections, per service and tenant\n"
 	    "  apply -f FILE [--dry-run]      apply a YAML stream (- for standard input)\n"
 	    "  get KIND [NAME] [--tenant T]   stored documents: tenants, domains, mailboxes,\n"
 	    "                                 aliases, services\n"
@@ -188,17 +191,56 @@ print_sessions(const struct ydoc_stream *st)
 	const struct ydoc_node *items = st->ndocs ? ydoc_get(st->docs[0], "items") : NULL;
 	size_t i;
 
-	printf("%-8s %-12s %-28s %-12s %-24s %-20s %s\n", "ID", "SERVICE", "PEER", "TENANT",
-	    "USER", "TLS", "STARTED");
+	printf("%-8s %-12s %-28s %-12s %-24s %-20s %-20s %10s %10s\n", "ID", "SERVICE", "PEER", "TENANT",
+	    "USER", "TLS", "STARTED", "IN", "OUT");
 	for (i = 0; items && items->type == YDOC_SEQ && i < items->n; i++) {
 		const struct ydoc_node *s = items->items[i];
 
-		printf("%-8s %-12s %-28s %-12s %-24s %-20s %s\n", get_str(s, "id"),
+		printf("%-8s %-12s %-28s %-12s %-24s %-20s %-20s %10s %10s\n", get_str(s, "id"),
 		    get_str(s, "service"), get_str(s, "peer"),
 		    *get_str(s, "tenant") ? get_str(s, "tenant") : "-",
 		    *get_str(s, "user") ? get_str(s, "user") : "-", get_str(s, "tls"),
-		    get_str(s, "started"));
+		    get_str(s, "started"), get_str(s, "bytesIn"), get_str(s, "bytesOut"));
 	}
+}
+
+static void
+print_access_list(const struct ydoc_node *items, const char *title)
+{
+	size_t i;
+
+	if (items == NULL || items->type != YDOC_SEQ)
+		return;
+	printf("%-24s %8s %10s %10s %10s %10s\n", title, "CURRENT", "ACCEPTED", "DENIED", "LIMITED",
+	    "AUTHFAIL");
+	for (i = 0; i < items->n; i++) {
+		const struct ydoc_node *s = items->items[i];
+
+		printf("%-24s %8s %10s %10s %10s %10s\n", get_str(s, "name"), get_str(s, "current"),
+		    get_str(s, "accepted"), get_str(s, "rejectedByAccess"), get_str(s, "rejectedByLimit"),
+		    get_str(s, "authFailures"));
+	}
+}
+
+static void
+print_access(const struct ydoc_stream *st)
+{
+	const struct ydoc_node *d = st->ndocs ? st->docs[0] : NULL;
+
+	if (d == NULL)
+		return;
+	if (ydoc_get(d, "logins"))
+		printf("failed logins %s, blocks %s\n", get_path(d, "logins", "failures"),
+		    get_path(d, "logins", "blocks"));
+	print_access_list(ydoc_get(d, "services"), "SERVICE");
+	print_access_list(ydoc_get(d, "tenants"), "TENANT");
+}
+
+static void
+print_session_end(const struct ydoc_stream *st)
+{
+	if (st->ndocs)
+		printf("session %s: %s\n", get_str(st->docs[0], "id"), get_str(st->docs[0], "result"));
 }
 
 /* Names on the command line go into a request path: keep them plain. */
@@ -456,11 +498,26 @@ main(int argc, char **argv)
 		snprintf(path, sizeof(path), "/v1/services");
 		print = print_services;
 	} else if (strcmp(cmd, "sessions") == 0) {
-		if (service_filter)
-			snprintf(path, sizeof(path), "/v1/sessions?service=%s", service_filter);
-		else
-			snprintf(path, sizeof(path), "/v1/sessions");
+		if ((service_filter && !valid_word(service_filter)) || (tenant && !valid_word(tenant)))
+			usage();
+		snprintf(path, sizeof(path), "/v1/sessions%s%s%s%s%s", service_filter || tenant ? "?" : "",
+		    service_filter ? "service=" : "", service_filter ? service_filter : "",
+		    service_filter && tenant ? "&" : "", "");
+		if (tenant) {
+			size_t used = strlen(path);
+
+			snprintf(path + used, sizeof(path) - used, "tenant=%s", tenant);
+		}
 		print = print_sessions;
+	} else if (strcmp(cmd, "session") == 0 && argc == 3 && strcmp(argv[1], "kill") == 0) {
+		if (strspn(argv[2], "0123456789") != strlen(argv[2]) || argv[2][0] == '\0')
+			usage();
+		method = "DELETE";
+		snprintf(path, sizeof(path), "/v1/sessions/%s", argv[2]);
+		print = print_session_end;
+	} else if (strcmp(cmd, "access") == 0 && argc == 1) {
+		snprintf(path, sizeof(path), "/v1/access");
+		print = print_access;
 	} else if (strcmp(cmd, "service") == 0 && argc >= 3) {
 		const char *action = argv[1], *name = argv[2];
 

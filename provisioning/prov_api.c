@@ -18,6 +18,7 @@
 
 #include "apply.h"
 #include "canon.h"
+#include "tenant_access.h"
 #include "db.h"
 #include "directory.h"
 #include "log.h"
@@ -311,8 +312,11 @@ job_done(void *arg, int result)
 	if (result == -1 && j->status == 200)
 		out_error(j, 503, "database unavailable; nothing was changed, try again");
 	if (j->what == JOB_APPLY) {
-		if (j->res.status == 200 && !j->opts.dry_run)
+		if (j->res.status == 200 && !j->opts.dry_run) {
 			reconcile_services(&j->res);
+			/* Tenant rules take effect for the next connection. */
+			tenant_access_reload();
+		}
 		buf_reset(&r->out);
 		buf_append(&r->out, buf_data(&j->res.out), buf_len(&j->res.out));
 		if (result == -1 && buf_len(&j->res.out) == 0)

@@ -1,4 +1,4 @@
-"""IMAP on the real node with real clients (python3 imaplib, curl): login
+"""IMAP on the real node with real clients (python3 imaplib, curl, fetchmail): login
 rules (TLS first, suspended accounts, delayed failures), folders, FETCH of
 flags and sections, STORE, COPY, MOVE, EXPUNGE, APPEND with and without
 LITERAL+, SEARCH and SORT, IDLE seeing mail delivered through SMTP, two
@@ -102,8 +102,9 @@ def fresh_folder(m, name):
 class Raw:
     """A line-level IMAP client over TLS for what imaplib will not send."""
 
-    def __init__(self, node, login=True, user="alice@demo.test", pw=None):
-        s = socket.create_connection(("127.0.0.1", node.port(2993)), timeout=15)
+    def __init__(self, node, login=True, user="alice@demo.test", pw=None, source="127.0.0.1"):
+        s = socket.create_connection(("127.0.0.1", node.port(2993)), timeout=15,
+                                     source_address=(source, 0))
         self.s = tls_ctx().wrap_socket(s)
         self.buf = b""
         self.n = 0
@@ -172,6 +173,33 @@ def test_plaintext_login_refused_before_starttls(imap):
         m.logout()
 
 
+
+def test_plaintext_login_when_the_admin_allows_it(imap):
+    apply_text(imap, "apiVersion: mailnode/v1\nkind: Service\nmetadata: {name: imap}\n"
+                     "spec: {allowPlaintextAuth: true}\n")
+    try:
+        m = imaplib.IMAP4("127.0.0.1", imap.port(2143))
+        assert "LOGINDISABLED" not in m.capabilities and "AUTH=PLAIN" in m.capabilities
+        assert m.login("alice@demo.test", ALICE_PW)[0] == "OK"
+        m.logout()
+    finally:
+        apply_text(imap, "apiVersion: mailnode/v1\nkind: Service\nmetadata: {name: imap}\n"
+                         "spec: {allowPlaintextAuth: false}\n")
+    m = imaplib.IMAP4("127.0.0.1", imap.port(2143))
+    assert "LOGINDISABLED" in m.capabilities
+    with pytest.raises(imaplib.IMAP4.error, match="PRIVACYREQUIRED"):
+        m.login("alice@demo.test", ALICE_PW)
+    m.logout()
+    # imaps has no such setting: it is TLS from the first byte.
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write("apiVersion: mailnode/v1\nkind: Service\nmetadata: {name: imaps}\n"
+                "spec: {allowPlaintextAuth: true}\n")
+    try:
+        r = imap.ctl("apply", "-f", f.name, check=False)
+    finally:
+        os.unlink(f.name)
+    assert r.returncode != 0 and "allowPlaintextAuth" in r.stderr + r.stdout
+
 def test_authenticate_plain_with_and_without_initial_response(imap):
     m = imaps(imap, user=None)
     typ, _ = m.authenticate("PLAIN", lambda _: b"\0alice@demo.test\0" + ALICE_PW.encode())
@@ -228,6 +256,18 @@ def test_new_mailbox_has_special_use_folders(imap):
     assert any(b"\\Subscribed" in l and l.endswith(b'"INBOX"') for l in out), out
     assert any(l.startswith(b'* STATUS "INBOX" (MESSAGES ') for l in out), out
     assert r.cmd("NAMESPACE")[0] == b'* NAMESPACE (("" "/")) NIL NIL'
+    # Top level only with %, INBOX in any case, and wildcards that would
+    # make a backtracking matcher spin answer at once.
+    r.cmd("CREATE Lvl/Deep")
+    out = r.cmd('LIST "" "%"')
+    assert any(l.endswith(b'"Lvl"') for l in out) and not any(b"Lvl/Deep" in l for l in out), out
+    assert r.cmd('LIST "" "inbox"')[0].endswith(b'"INBOX"')
+    assert r.cmd('LIST "" ""')[0] == b'* LIST (\\Noselect) "/" ""'
+    t0 = time.time()
+    out = r.cmd('LIST "" "' + "*%" * 400 + 'zz"')
+    assert time.time() - t0 < 5 and out[-1].split()[1] == b"OK" and len(out) == 1
+    r.cmd("DELETE Lvl/Deep")
+    r.cmd("DELETE Lvl")
     r.close()
     m.logout()
 
@@ -257,6 +297,16 @@ def test_create_rename_delete_subscribe_with_utf7_names(imap):
     assert typ == "OK"
     typ, data = m.lsub('""', "Neu/*")
     assert data == [None] or not [d for d in data if d and b"B&AOQ-r" in d], data
+    # Neu is not subscribed, its child was unsubscribed above: subscribe
+    # Neu/B&AOQ-r again and unsubscribe Neu; RECURSIVEMATCH shows the parent.
+    m.subscribe("Neu/B&AOQ-r")
+    m.unsubscribe("Neu")
+    r = Raw(imap)
+    out = r.cmd('LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"')
+    assert b'* LIST (\\HasChildren) "/" "Neu" ("CHILDINFO" ("SUBSCRIBED"))' in out, out
+    out = r.cmd('LIST (SUBSCRIBED) "" "Neu*"')
+    assert [l for l in out if l.startswith(b"* LIST")] == [b'* LIST (\\HasNoChildren \\Subscribed) "/" "Neu/B&AOQ-r"']
+    r.close()
     typ, data = m.delete("Neu")
     assert typ == "NO" and b"INUSE" in data[0]
     assert m.delete("Neu/B&AOQ-r")[0] == "OK"
@@ -307,6 +357,71 @@ def test_append_fetch_sections_and_seen(imap):
     typ, data = m.uid("FETCH", "5:7", "FLAGS")
     assert typ == "OK"
     m.logout()
+
+
+MULTI = (b"From: =?UTF-8?Q?J=C3=BCrgen?= <jurgen@example.org>\r\n"
+         b"To: Alice <alice@demo.test>, bob@other.test\r\n"
+         b"Subject: Report with attachment\r\n"
+         b"Date: Tue, 3 Nov 2026 08:00:00 +0100\r\n"
+         b"Message-ID: <m2@example.org>\r\n"
+         b"MIME-Version: 1.0\r\n"
+         b"Content-Type: multipart/mixed; boundary=\"XYZ\"\r\n"
+         b"\r\n"
+         b"preamble\r\n"
+         b"--XYZ\r\n"
+         b"Content-Type: text/plain; charset=utf-8\r\n"
+         b"\r\n"
+         b"See the attachment.\r\n"
+         b"--XYZ\r\n"
+         b"Content-Type: application/pdf; name=\"r.pdf\"\r\n"
+         b"Content-Transfer-Encoding: base64\r\n"
+         b"Content-Disposition: attachment; filename=\"r.pdf\"\r\n"
+         b"\r\n"
+         b"JVBERi0xLjQK\r\n"
+         b"--XYZ\r\n"
+         b"Content-Type: message/rfc822\r\n"
+         b"\r\n"
+         b"Subject: inner\r\n"
+         b"From: inner@example.org\r\n"
+         b"\r\n"
+         b"inner body\r\n"
+         b"--XYZ--\r\n")
+
+
+def test_envelope_bodystructure_and_part_sections(imap):
+    r = Raw(imap)
+    r.cmd("DELETE Mime")
+    r.cmd("CREATE Mime")
+    r.cmd(b"APPEND Mime {%d+}\r\n" % len(MULTI) + MULTI)
+    # Parsed once at APPEND: the row holds the structure.
+    rows = imap.sql("SELECT envelope IS NOT NULL, body_structure LIKE '(%' FROM messages m JOIN folders f "
+                    "ON f.id = m.folder_id WHERE f.name = 'Mime'")
+    assert rows == [["1", "1"]]
+    r.cmd("SELECT Mime")
+    out = r.cmd("FETCH 1 (ENVELOPE BODYSTRUCTURE BODY)")
+    text = b"".join(out[:-1])
+    assert b'"Report with attachment"' in text and b'"<m2@example.org>"' in text
+    assert b'"jurgen" "example.org"' in text and b'"alice" "demo.test"' in text
+    assert b'"mixed"' in text.lower() or b'"MIXED"' in text
+    assert b'"PDF"' in text.upper() and b'"RFC822"' in text.upper()
+    out = r.cmd("FETCH 1 (BODY.PEEK[1] BODY.PEEK[2.MIME] BODY.PEEK[3.HEADER] BODY.PEEK[3.TEXT] "
+                "BODY.PEEK[2]<0.4> BODY.PEEK[9])")
+    assert b"See the attachment." in out[1]
+    assert out[1].rstrip(b"\r\n").endswith(b"See the attachment.")
+    assert out[2].startswith(b"BODY[2.MIME] {") or out[2].startswith(b" BODY[2.MIME] {"), out
+    assert b"Content-Type: application/pdf" in out[3] and b"JVBERi0" not in out[3]
+    assert b"Subject: inner\r\nFrom: inner@example.org\r\n\r\n" == out[5]
+    assert out[7] == b"inner body"   # the CRLF before a boundary belongs to it
+    assert out[9] == b"JVBE"
+    assert out[10].endswith(b"BODY[9] NIL)")
+    # A row stored without its structure gets it at its first FETCH.
+    imap.sql("UPDATE messages m JOIN folders f ON f.id = m.folder_id SET m.envelope = NULL, "
+             "m.body_structure = NULL, m.body_basic = NULL, m.mime_index = NULL WHERE f.name = 'Mime'")
+    out2 = r.cmd("FETCH 1 (ENVELOPE BODYSTRUCTURE BODY)")
+    assert b"".join(out2[:-1]) == text
+    assert imap.sql("SELECT envelope IS NOT NULL FROM messages m JOIN folders f ON f.id = m.folder_id "
+                    "WHERE f.name = 'Mime'") == [["1"]]
+    r.close()
 
 
 def test_store_copy_move_expunge_uidplus(imap):
@@ -467,6 +582,58 @@ def test_condstore(imap):
     r.close()
 
 
+
+def test_large_fetch_comes_in_batches_in_order(imap):
+    r = Raw(imap)
+    r.cmd("DELETE Big")
+    r.cmd("CREATE Big")
+    body = MSG + b"x" * 20000 + b"\r\n"
+    # Pipelined APPENDs with LITERAL+: no round trip per message.
+    r.send(b"".join(b"b%d APPEND Big {%d+}\r\n%s\r\n" % (i, len(body), body) for i in range(130)))
+    r.until_tagged(b"b129")
+    r.cmd("SELECT Big")
+    # A client that does not read for a while: the batches wait for it.
+    r.n += 1
+    r.send(b"r%d FETCH 1:* (UID BODY.PEEK[])\r\n" % r.n)
+    time.sleep(1.5)
+    out = r.until_tagged(b"r%d" % r.n)
+    heads = [l for l in out if l.startswith(b"* ")]
+    assert len(heads) == 130
+    assert all(h.startswith(b"* %d FETCH (UID %d BODY[] {%d}" % (i + 1, i + 1, len(body))) for i, h in enumerate(heads))
+    assert out.count(body) == 130
+    assert out[-1].split()[1] == b"OK"
+    # Reading the text (not peeking) sets \Seen on every one of them.
+    r.cmd("FETCH 1:* BODY[TEXT]")
+    assert r.cmd("SEARCH UNSEEN")[0] == b"* SEARCH"
+    r.close()
+
+
+def test_expunge_renumbering_across_gaps(imap):
+    r = Raw(imap)
+    r.cmd("DELETE Gaps")
+    r.cmd("CREATE Gaps")
+    r.send(b"".join(b"g%d APPEND Gaps {%d+}\r\n%s\r\n" % (i, len(MSG), MSG) for i in range(10)))
+    r.until_tagged(b"g9")
+    r.cmd("SELECT Gaps")
+    r.cmd("UID STORE 2,5,6,9 +FLAGS.SILENT (\\Deleted)")
+    out = r.cmd("EXPUNGE")
+    assert [l for l in out if l.endswith(b"EXPUNGE")] == [b"* 2 EXPUNGE", b"* 4 EXPUNGE", b"* 4 EXPUNGE",
+                                                         b"* 6 EXPUNGE"], out
+    out = r.cmd("FETCH 1:* (UID)")
+    assert [l for l in out if l.startswith(b"* ")] == [b"* %d FETCH (UID %d)" % (i + 1, u) for i, u in
+                                                      enumerate([1, 3, 4, 7, 8, 10])]
+    r.cmd("APPEND Gaps {%d+}\r\n" % len(MSG) + MSG.decode())
+    assert r.cmd("UID SEARCH UID 4:11")[0] == b"* SEARCH 4 7 8 10 11"
+    assert r.cmd("UID SEARCH 4:11")[0] == b"* SEARCH 7 8 10 11"      # a bare set is sequence numbers
+    assert r.cmd("SEARCH 3:5")[0] == b"* SEARCH 3 4 5"
+    r.cmd("UID STORE 1,11 +FLAGS.SILENT (\\Deleted)")
+    out = r.cmd("EXPUNGE")
+    assert [l for l in out if l.endswith(b"EXPUNGE")] == [b"* 1 EXPUNGE", b"* 6 EXPUNGE"], out
+    out = r.cmd("FETCH 1:* (UID)")
+    assert [l for l in out if l.startswith(b"* ")] == [b"* %d FETCH (UID %d)" % (i + 1, u) for i, u in
+                                                      enumerate([3, 4, 7, 8, 10])]
+    r.close()
+
 # Sessions see each other.
 
 def test_two_sessions_see_each_others_changes(imap):
@@ -513,10 +680,49 @@ def test_idle_sees_mail_delivered_by_smtp(imap):
     a.send(b"DONE\r\n")
     out = a.until_tagged(b"i1")
     assert out[-1] == b"i1 OK IDLE terminated"
-    out = a.cmd("FETCH %d (BODY.PEEK[HEADER.FIELDS (SUBJECT)])" % (exists + 1))
+    out = a.cmd("FETCH %d (BODY.PEEK[HEADER.FIELDS (SUBJECT)] ENVELOPE)" % (exists + 1))
     assert b"Subject: idle test\r\n\r\n" in out
+    assert b'"idle test"' in b"".join(out)
+    # Delivery parsed it once and kept the structure in the row.
+    assert wait_until(lambda: imap.sql(
+        "SELECT COUNT(*) FROM messages m JOIN folders f ON f.id = m.folder_id JOIN mailboxes x "
+        "ON x.id = f.mailbox_id WHERE x.address = 'alice@demo.test' AND f.name = 'INBOX' "
+        "AND m.envelope IS NULL") == [["0"]])
     a.close()
 
+
+
+def test_idle_sessions_each_see_only_their_folder(imap):
+    w = Raw(imap)
+    w.cmd("DELETE Quiet")
+    w.cmd("CREATE Quiet")
+    watchers = []
+    for folder in ("INBOX", "INBOX", "INBOX", "Quiet"):
+        r = Raw(imap)
+        out = r.cmd("SELECT " + folder)
+        n = int(re.search(rb"\* (\d+) EXISTS", b"\n".join(out)).group(1))
+        r.send(b"w IDLE\r\n")
+        assert r.line().startswith(b"+ ")
+        watchers.append((r, n))
+    time.sleep(1.5)
+    w.cmd("APPEND INBOX {%d+}\r\n" % len(MSG) + MSG.decode())
+    w.cmd("SELECT INBOX")
+    w.cmd("STORE 1 +FLAGS (\\Flagged)")
+    for r, n in watchers[:3]:
+        r.s.settimeout(10)
+        got = [r.line(), r.line()]
+        assert b"* %d EXISTS" % (n + 1) in got, got
+    # The watcher of the other folder hears nothing.
+    quiet, _ = watchers[3]
+    quiet.s.settimeout(2.5)
+    with pytest.raises((socket.timeout, TimeoutError)):
+        quiet.line()
+    quiet.s.settimeout(10)
+    for r, _ in watchers:
+        r.send(b"DONE\r\n")
+        assert r.until_tagged(b"w")[-1] == b"w OK IDLE terminated"
+        r.close()
+    w.close()
 
 # Tenants never meet.
 
@@ -541,6 +747,34 @@ def test_tenant_isolation(imap):
     alice.logout()
     bob.logout()
 
+
+
+def test_tenant_access_rules_apply_at_login(imap):
+    apply_text(imap, """\
+apiVersion: mailnode/v1
+kind: Tenant
+metadata: {name: other}
+spec: {access: {mode: deny-listed, addresses: [127.0.0.21]}}
+""")
+    try:
+        r = Raw(imap, login=False, source="127.0.0.21")
+        out = r.cmd('LOGIN bob@other.test "%s"' % BOB_PW)
+        assert out[0].split(b" ", 1)[1].startswith(b"NO [NOPERM]"), out
+        assert r.line().startswith(b"* BYE")
+        r.close()
+        # Another tenant's user from that address is welcome.
+        r = Raw(imap, source="127.0.0.21")
+        assert r.cmd("NOOP")[-1].split()[1] == b"OK"
+        r.close()
+        sessions = imap.ctl_yaml("sessions", "--service", "imaps")[0]["items"]
+        assert all(s.get("tenant") != "other" or not s["peer"].startswith("127.0.0.21:") for s in sessions)
+    finally:
+        apply_text(imap, """\
+apiVersion: mailnode/v1
+kind: Tenant
+metadata: {name: other}
+spec: {}
+""")
 
 # Error paths.
 
@@ -585,9 +819,14 @@ def test_overlong_line_and_literals(imap):
 
 def test_too_many_errors_end_the_session(imap):
     r = Raw(imap)
+    # Pipelined: the session ends at the 20th error; nothing after is read.
+    r.send(b"".join(b"e%d BOGUS\r\n" % i for i in range(30)))
+    lines = []
     with pytest.raises((EOFError, OSError)):
-        for _ in range(30):
-            r.cmd("BOGUS")
+        while True:
+            lines.append(r.line())
+    assert lines[:20] == [b"e%d BAD unknown command" % i for i in range(20)], lines
+    assert lines[20:] == [b"* BYE Too many errors"], lines
     r.close()
 
 
@@ -643,3 +882,54 @@ def test_rename_inbox_moves_its_mail_and_deleted_folder_ends_selection(imap):
     assert int(imap.sql("SELECT used_bytes FROM mailboxes WHERE address = 'bob@other.test'")[0][0]) == 0
     other.close()
     r.close()
+
+
+def test_fetchmail_batch_fetch(imap, tmp_path):
+    m = imaps(imap)
+    fresh_folder(m, "Fetch")
+    for i in range(2):
+        assert m.append("Fetch", None, None, MSG.replace(b"Quarterly", b"Fetched%d" % i))[0] == "OK"
+    m.logout()
+    out = tmp_path / "mbox"
+    rc = tmp_path / "fetchmailrc"
+    rc.write_text('set no syslog\npoll 127.0.0.1 service %d protocol IMAP auth password\n'
+                  '  user "alice@demo.test" password "%s" folder "Fetch"\n'
+                  '  ssl no sslcertck keep\n'
+                  '  mda "/bin/sh -c \'cat >> %s\'"\n' % (imap.port(2993), ALICE_PW, out))
+    rc.chmod(0o600)
+    r = subprocess.run(["fetchmail", "-f", str(rc), "--pidfile", str(tmp_path / "pid"), "-v"],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, HOME=str(tmp_path), FETCHMAILHOME=str(tmp_path)))
+    assert r.returncode == 0, r.stdout + r.stderr
+    text = out.read_text()
+    assert "Subject: Fetched0 numbers" in text and "Subject: Fetched1 numbers" in text
+    assert text.count("Blue widgets sold well.") == 2
+    # fetchmail marks what it fetched as seen; the messages stay (keep).
+    m = imaps(imap)
+    m.select("Fetch")
+    assert m.search(None, "SEEN")[1] == [b"1 2"]
+    m.logout()
+
+def test_database_outage_is_a_temporary_no_then_recovers(imap):
+    """Last in the module: it takes the database away."""
+    import signal
+    r = Raw(imap)
+    r.cmd("SELECT INBOX")
+    pids = imap.mariadb_pids()
+    assert len(pids) == 1
+    os.kill(pids[0], signal.SIGKILL)
+    seen = []
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        out = r.cmd("STATUS INBOX (MESSAGES)")
+        seen.append(out[-1])
+        if b"[UNAVAILABLE]" in out[-1]:
+            break
+    assert any(l.split(b" ", 1)[1].startswith(b"NO [UNAVAILABLE]") for l in seen), seen
+    # The session stays; once the node has restarted the database it works again.
+    assert wait_until(lambda: r.cmd("STATUS INBOX (MESSAGES)")[-1].split()[1] == b"OK", timeout=90, step=0.5)
+    out = r.cmd("FETCH 1:* (UID)")
+    assert out[-1].split()[1] == b"OK"
+    r.close()
+
+

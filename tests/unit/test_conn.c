@@ -355,7 +355,7 @@ test_greet_echo_quit(void **state)
 		size_t n, i;
 		bool found = false;
 
-		assert_int_equal(sessions_snapshot("pop3", &v, &n), 0);
+		assert_int_equal(sessions_snapshot("pop3", NULL, &v, &n), 0);
 		for (i = 0; i < n; i++)
 			if (strcmp(v[i].user, "u1@t1.test") == 0 && strcmp(v[i].tenant, "t1") == 0 &&
 			    strncmp(v[i].peer, "127.0.0.1:", 10) == 0)

@@ -503,7 +503,7 @@ test_doc_file_current(void **state)
 		fail_msg("docs/settings.md is stale");
 }
 
-/* allowPlaintextAuth is pop3's alone; listener settings skip the spool. */
+/* allowPlaintextAuth is pop3's and imap's alone; listener settings skip the spool. */
 static void
 test_applies(void **state)
 {
@@ -513,6 +513,8 @@ test_applies(void **state)
 	assert_non_null(pt);
 	assert_true(settings_applies(pt, "pop3", true));
 	assert_false(settings_applies(pt, "pop3s", true));
+	assert_true(settings_applies(pt, "imap", true));
+	assert_false(settings_applies(pt, "imaps", true));
 	assert_false(settings_applies(pt, "pop", true));
 	assert_false(settings_applies(pt, "http", true));
 	assert_false(settings_applies(pt, "pop3", false));
