@@ -16,6 +16,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "access.h"
+#include "authguard.h"
 #include "conn.h"
 #include "db.h"
 #include "log.h"
@@ -86,6 +88,7 @@ struct pop3_job {
 	/* JOB_QUIT */
 	uint32_t		*dele, *seen;
 	size_t			 ndele, nseen, removed;
+	bool			 close_after;	/* end the session once answered */
 };
 
 static void pop3_input(struct conn *);
@@ -486,13 +489,17 @@ login_delay_done(struct loop_timer *t)
 	conn_resume_input(s->conn);
 }
 
-/* Returns false when the session keeps waiting (the delay), or when the
- * next job was submitted (submit resumes input itself when that fails). */
+/* The one place a login is decided: the password (lookup_login), the
+ * account's state, the tenant's access rules and limits, then the maildrop
+ * lock. Returns false when the session keeps waiting (the delay), or when
+ * the next job was submitted (submit resumes input itself when that
+ * fails). */
 static bool
 login_done(struct pop3_sess *s, struct pop3_job *j, int result)
 {
 	struct login_result *r = &j->login;
 	struct pop3_job *load;
+	uint64_t delay;
 
 	if (result == -1) {
 		reply(s, "-ERR [SYS/TEMP] Temporary authentication failure, try again later");
@@ -506,13 +513,34 @@ login_done(struct pop3_sess *s, struct pop3_job *j, int result)
 	}
 	if (!r->ok) {
 		s->auth_fails++;
+		conn_count_auth_failure(s->conn);
 		sess_log(s, LOG_LVL_INFO, "login failed");
-		/* The refusal comes after a delay that grows with the failures. */
+		/* The refusal comes after a delay: a second per failure in this
+		 * session, or longer when this address (across sessions and
+		 * protocols) has been failing. */
+		delay = authguard_failed(conn_peer_addr(s->conn), j->user, conn_limits_exempt(s->conn),
+		    access_now());
+		if (delay < 1000ULL * s->auth_fails)
+			delay = 1000ULL * s->auth_fails;
 		s->in = IN_WAIT;
 		s->timer.cb = login_delay_done;
 		s->timer.arg = s;
-		loop_timer_start(loop_current(), &s->timer, 1000ULL * s->auth_fails);
+		loop_timer_start(loop_current(), &s->timer, delay);
 		return false;
+	}
+	authguard_succeeded(conn_peer_addr(s->conn), j->user);
+	/* The login's tenant: its access rules and limits apply now. */
+	switch (conn_attribute(s->conn, r->tenant)) {
+	case ACCESS_OK:
+		break;
+	case ACCESS_DENIED:
+		reply(s, "-ERR [SYS/PERM] Access from your address is refused by your domain");
+		j->close_after = true;
+		return true;
+	case ACCESS_LIMITED:
+		reply(s, "-ERR [SYS/TEMP] Too many connections for your domain, try again later");
+		j->close_after = true;
+		return true;
 	}
 	if (!maildrop_lock(r->mailbox_id)) {
 		sess_log(s, LOG_LVL_INFO, "login %s: maildrop in use", r->address);
@@ -589,9 +617,14 @@ job_done(void *arg, int result)
 			reply(s, "-ERR [SYS/TEMP] Deleted messages were not removed, try again later");
 		} else
 			reply(s, "+OK Bye, %zu messages deleted", j->removed);
-		conn_close(s->conn);
-		resume = false;
+		j->close_after = true;
 		break;
+	}
+	if (j->close_after) {
+		/* last: closing may free the session */
+		job_free(j);
+		conn_close(s->conn);
+		return;
 	}
 	job_free(j);
 	if (resume)
@@ -624,9 +657,22 @@ static void
 start_login(struct pop3_sess *s, const char *user, size_t ulen, const char *pass, size_t plen)
 {
 	struct pop3_job *j;
+	char account[POP3_ARG_MAX + 1];
 
 	if (ulen > POP3_ARG_MAX || plen > POP3_ARG_MAX) {
 		reply(s, "-ERR [AUTH] Authentication failed");
+		return;
+	}
+	memcpy(account, user, ulen);
+	account[ulen] = '\0';
+	switch (authguard_check(conn_peer_addr(s->conn), account, conn_limits_exempt(s->conn), access_now())) {
+	case AUTHGUARD_OK:
+		break;
+	case AUTHGUARD_IP_BLOCKED:
+		reply(s, "-ERR [SYS/TEMP] Too many failed logins from your address, try again later");
+		return;
+	case AUTHGUARD_ACCOUNT_BLOCKED:
+		reply(s, "-ERR [SYS/TEMP] Too many failed logins for this account, try again later");
 		return;
 	}
 	if ((j = calloc(1, sizeof(*j))) == NULL) {

@@ -1,6 +1,6 @@
 """POP3 on the real node with real clients (python3 poplib, curl): pop3 with
 STLS and pop3s, login rules (TLS first unless allowPlaintextAuth, suspended
-accounts, delayed failures, one session per maildrop), LIST/STAT/UIDL/TOP/
+accounts, delayed failures, tenant access rules, one session per maildrop), LIST/STAT/UIDL/TOP/
 RETR of mail delivered through SMTP, DELE applied only at QUIT (quota given
 back), RSET, a dropped connection deleting nothing, pipelining, a message
 larger than the connection's output bound, and the protocol's error paths."""
@@ -115,8 +115,9 @@ def pop3_stls(node, user="ann"):
 class Raw:
     """A line-level POP3 client for what poplib will not send."""
 
-    def __init__(self, node, tls=True):
-        s = socket.create_connection(("127.0.0.1", node.port(2995 if tls else 2110)), timeout=30)
+    def __init__(self, node, tls=True, source="127.0.0.1"):
+        s = socket.create_connection(("127.0.0.1", node.port(2995 if tls else 2110)), timeout=30,
+                                     source_address=(source, 0))
         self.s = tls_ctx().wrap_socket(s) if tls else s
         self.buf = b""
         assert self.line().startswith(b"+OK")
@@ -296,7 +297,7 @@ def test_dele_then_quit_removes_and_gives_quota_back(pop):
 
 
 def test_bad_password_is_delayed_and_limited(pop):
-    r = Raw(pop)
+    r = Raw(pop, source="127.0.0.23")   # its own address: failures count per address
     t = time.time()
     assert r.cmd("USER ann@pop.test") == b"+OK Send the password"
     assert r.cmd("PASS wrong") == b"-ERR [AUTH] Authentication failed"
@@ -457,13 +458,29 @@ def test_allow_plaintext_auth_setting(pop):
     r = Raw(pop, tls=False)
     assert r.cmd("USER ann@pop.test").startswith(b"-ERR [AUTH]")
     r.close()
-    # the setting is pop3's alone
+    # not a setting of the MX service
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        f.write("apiVersion: mailnode/v1\nkind: Service\nmetadata: {name: imap}\n"
+        f.write("apiVersion: mailnode/v1\nkind: Service\nmetadata: {name: smtp}\n"
                 "spec: {allowPlaintextAuth: true}\n")
     try:
         out = pop.ctl("apply", "-f", f.name, check=False)
     finally:
         os.unlink(f.name)
     assert out.returncode != 0
-    assert "allowPlaintextAuth is a setting of pop3 only" in out.stdout + out.stderr
+    assert "allowPlaintextAuth is a setting of pop3 imap only, not of smtp" in out.stdout + out.stderr
+
+
+def test_tenant_access_rules_apply_at_login(pop):
+    apply_text(pop, "apiVersion: mailnode/v1\nkind: Tenant\nmetadata: {name: poptest}\n"
+                    "spec: {access: {mode: deny-listed, addresses: [127.0.0.22]}}\n")
+    try:
+        r = Raw(pop, source="127.0.0.22")
+        r.cmd("USER ann@pop.test")
+        assert r.cmd("PASS " + PW) == b"-ERR [SYS/PERM] Access from your address is refused by your domain"
+        assert r.closed()
+        # the same user from another address is welcome
+        r = Raw(pop, source="127.0.0.24")
+        r.login()
+        assert r.cmd("QUIT").startswith(b"+OK Bye")
+    finally:
+        apply_text(pop, "apiVersion: mailnode/v1\nkind: Tenant\nmetadata: {name: poptest}\nspec: {}\n")
