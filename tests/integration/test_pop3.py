@@ -425,10 +425,21 @@ def test_large_message_streams_through(pop):
     got = b"\r\n".join(lines) + b"\r\n"
     assert got.endswith(data)        # after the trace fields delivery adds
     assert resp == b"+OK %d octets" % len(got)
+    resp_retr = resp
     # TOP of it sends only what was asked
     resp, lines, _ = p.top(1, 3)
     assert lines[-3:] == [b".0", b"0000001 .", b"0000002 .."]
     p.quit()
+    # Commands pipelined behind it are answered once it is out, in order.
+    r = Raw(pop)
+    r.send(("USER eve@pop.test\r\nPASS %s\r\nRETR 1\r\nRETR 1\r\nNOOP\r\nQUIT\r\n" % PW).encode())
+    assert r.line().startswith(b"+OK")
+    assert r.line().startswith(b"+OK Logged in")
+    for _ in range(2):
+        assert r.line() == resp_retr
+        assert b"\r\n".join(r.multi()) + b"\r\n" == got
+    assert r.line() == b"+OK"
+    assert r.line().startswith(b"+OK Bye")
 
 
 def test_quit_marks_retrieved_messages_seen(pop):
