@@ -427,6 +427,7 @@ conn_event(struct loop_watch *w, uint32_t events)
 			conn_flush(c);
 		if (c->want_drained && c->phase == CONN_OPEN && buf_len(&c->out) < CONN_OUT_LOW) {
 			c->want_drained = false;
+			conn_touch(c);	/* a client reading a long reply is not idle */
 			c->l->ops->drained(c);
 			/* the reply may be complete: pipelined commands wait in c->in */
 			if (buf_len(&c->in) > 0)
