@@ -495,3 +495,40 @@ def test_tenant_access_rules_apply_at_login(pop):
         assert r.cmd("QUIT").startswith(b"+OK Bye")
     finally:
         apply_text(pop, "apiVersion: mailnode/v1\nkind: Tenant\nmetadata: {name: poptest}\nspec: {}\n")
+
+
+def test_database_outage_is_temporary_and_loses_nothing(pop):
+    """Last in the module: it takes the database away."""
+    import signal
+    r = Raw(pop)
+    r.login("dan")
+    n = int(r.cmd("STAT").split()[1])
+    assert n > 0 and r.cmd("DELE 1").startswith(b"+OK")
+    pids = pop.mariadb_pids()
+    assert len(pids) == 1
+    os.kill(pids[0], signal.SIGKILL)
+    # The UPDATE state cannot reach the store: QUIT says so, nothing is lost.
+    assert r.cmd("QUIT") == b"-ERR [SYS/TEMP] Deleted messages were not removed, try again later"
+    assert r.closed()
+    # Logins meanwhile are a temporary failure, not a wrong password.
+    seen = []
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        r = Raw(pop)
+        r.cmd("USER dan@pop.test")
+        seen.append(r.cmd("PASS " + PW))
+        r.close()
+        if seen[-1].startswith(b"-ERR [SYS/TEMP]"):
+            break
+    assert seen[-1].startswith(b"-ERR [SYS/TEMP]"), seen
+    assert not any(s.startswith(b"-ERR [AUTH]") for s in seen), seen
+
+    def works():
+        try:
+            p = pop3s(pop, "dan")
+        except poplib.error_proto:
+            return False
+        count_now = p.stat()[0]
+        p.quit()
+        return count_now == n
+    assert wait_until(works, timeout=90, step=0.5)
