@@ -66,12 +66,13 @@ struct pop3_sess {
 	struct pop3_msg		*msgs;
 	size_t			 n;
 	/* RETR/TOP in progress */
-	int			 fd;
+	int			 fd;		/* the worker's while a piece is read */
+	size_t			 stream_msg;
+	bool			 stream_top;
 	struct pop3_stuffer	 stuff;
-	struct buf		 out;
 };
 
-enum job_kind { JOB_LOGIN, JOB_LOAD, JOB_QUIT };
+enum job_kind { JOB_LOGIN, JOB_LOAD, JOB_QUIT, JOB_READ };
 
 struct pop3_job {
 	enum job_kind		 kind;
@@ -89,6 +90,11 @@ struct pop3_job {
 	uint32_t		*dele, *seen;
 	size_t			 ndele, nseen, removed;
 	bool			 close_after;	/* end the session once answered */
+	/* JOB_READ */
+	const char		*path;
+	struct buf		 out;		/* the piece, transformed */
+	int			 read_errno;
+	bool			 opened, open_failed, finished;
 };
 
 static void pop3_input(struct conn *);
@@ -211,7 +217,6 @@ stream_end(struct pop3_sess *s)
 	if (s->fd != -1)
 		close(s->fd);
 	s->fd = -1;
-	buf_free(&s->out);
 }
 
 static void
@@ -229,6 +234,7 @@ static void
 job_free(struct pop3_job *j)
 {
 	explicit_bzero(j->password, sizeof(j->password));
+	buf_free(&j->out);
 	msgs_free(j->msgs, j->n);
 	free(j->dele);
 	free(j->seen);
@@ -303,47 +309,24 @@ drop_totals(struct pop3_sess *s, size_t *count, uint64_t *octets)
 		}
 }
 
-/* --- RETR and TOP: the file goes out a chunk at a time ---------------- */
+/* --- RETR and TOP: the file goes out a piece at a time ----------------
+ * Each piece is read and transformed on a worker, so no file access waits
+ * on the loop; the next piece is asked for while the connection's output
+ * has room (conn_want_drained otherwise). */
 
 static void
-pump(struct pop3_sess *s)
+stream_next(struct pop3_sess *s)
 {
-	char chunk[POP3_READ_CHUNK];
+	struct pop3_job *j = calloc(1, sizeof(*j));
 
-	while (s->conn != NULL && s->in == IN_STREAM && conn_output_pending(s->conn) < CONN_OUT_LOW) {
-		ssize_t r = s->stuff.done ? 0 : read(s->fd, chunk, sizeof(chunk));
-
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r == -1) {
-			/* Half a message is out: the client must not take it as whole. */
-			sess_log(s, LOG_LVL_ERR, "reading a message failed: %s", strerror(errno));
-			stream_end(s);
-			conn_close(s->conn);
-			return;
-		}
-		buf_reset(&s->out);
-		if (r > 0 && pop3_stuff(&s->stuff, chunk, (size_t)r, &s->out) == -1)
-			r = -1;
-		if (r >= 0 && (r == 0 || s->stuff.done) && pop3_stuff_end(&s->stuff, &s->out) == -1)
-			r = -1;
-		if (r == -1 || conn_write(s->conn, buf_data(&s->out), buf_len(&s->out)) == -1) {
-			sess_log(s, LOG_LVL_ERR, "out of memory sending a message");
-			stream_end(s);
-			conn_close(s->conn);
-			return;
-		}
-		if (r == 0 || s->stuff.done) {
-			stream_end(s);
-			s->in = IN_LINE;
-			conn_resume_input(s->conn);
-			return;
-		}
+	if (j == NULL) {
+		sess_log(s, LOG_LVL_ERR, "out of memory sending a message");
+		conn_close(s->conn);
+		return;
 	}
-	if (s->conn != NULL && s->in == IN_STREAM) {
-		conn_pause_input(s->conn);
-		conn_want_drained(s->conn);
-	}
+	j->kind = JOB_READ;
+	j->path = s->msgs[s->stream_msg].path;
+	submit(s, j);
 }
 
 static void
@@ -351,32 +334,94 @@ pop3_drained(struct conn *conn)
 {
 	struct pop3_sess *s = conn_proto(conn);
 
-	if (s != NULL && s->in == IN_STREAM)
-		pump(s);
+	if (s != NULL && s->in == IN_STREAM && s->pending == 0)
+		stream_next(s);
 }
 
 static void
 send_message(struct pop3_sess *s, uint32_t msg, bool top, uint64_t lines)
 {
-	struct pop3_msg *m = message(s, msg);
-
-	if (m == NULL)
+	if (message(s, msg) == NULL)
 		return;
-	if ((s->fd = open(m->path, O_RDONLY | O_CLOEXEC)) == -1) {
-		sess_log(s, LOG_LVL_ERR, "message uid %" PRIu32 ": %s", m->uid, strerror(errno));
-		reply(s, "-ERR [SYS/TEMP] The message cannot be read now");
-		return;
-	}
-	if (top)
-		reply(s, "+OK Top of message follows");
-	else {
-		reply(s, "+OK %" PRIu64 " octets", m->size);
-		m->retrieved = true;
-	}
-	buf_init(&s->out, 0);
+	s->stream_msg = msg - 1;
+	s->stream_top = top;
 	pop3_stuff_init(&s->stuff, top, lines);
 	s->in = IN_STREAM;
-	pump(s);
+	stream_next(s);
+}
+
+/* On the worker: open the file for the first piece, read and transform
+ * one piece into j->out. The session's stream state is the job's while it
+ * runs. */
+static void
+read_piece(struct pop3_job *j)
+{
+	struct pop3_sess *s = j->s;
+	char *chunk;
+	ssize_t r;
+
+	if (s->fd == -1) {
+		if ((s->fd = open(j->path, O_RDONLY | O_CLOEXEC)) == -1) {
+			j->read_errno = errno;
+			j->open_failed = true;
+			return;
+		}
+		j->opened = true;
+	}
+	if ((chunk = malloc(POP3_READ_CHUNK)) == NULL) {
+		j->read_errno = ENOMEM;
+		return;
+	}
+	do
+		r = s->stuff.done ? 0 : read(s->fd, chunk, POP3_READ_CHUNK);
+	while (r == -1 && errno == EINTR);
+	if (r == -1)
+		j->read_errno = errno;
+	else if ((r > 0 && pop3_stuff(&s->stuff, chunk, (size_t)r, &j->out) == -1) ||
+	    ((r == 0 || s->stuff.done) && pop3_stuff_end(&s->stuff, &j->out) == -1))
+		j->read_errno = ENOMEM;
+	else
+		j->finished = r == 0 || s->stuff.done;
+	free(chunk);
+}
+
+/* Back on the loop with a piece. */
+static void
+piece_done(struct pop3_sess *s, struct pop3_job *j)
+{
+	struct pop3_msg *m = &s->msgs[s->stream_msg];
+
+	if (j->open_failed) {
+		sess_log(s, LOG_LVL_ERR, "message uid %" PRIu32 ": %s", m->uid, strerror(j->read_errno));
+		reply(s, "-ERR [SYS/TEMP] The message cannot be read now");
+		s->in = IN_LINE;
+		conn_resume_input(s->conn);
+		return;
+	}
+	if (j->opened) {
+		if (s->stream_top)
+			reply(s, "+OK Top of message follows");
+		else {
+			reply(s, "+OK %" PRIu64 " octets", m->size);
+			m->retrieved = true;
+		}
+	}
+	if (j->read_errno != 0 ||
+	    conn_write(s->conn, buf_data(&j->out) ? buf_data(&j->out) : "", buf_len(&j->out)) == -1) {
+		/* Part of the message is out: the client must not take it as whole. */
+		sess_log(s, LOG_LVL_ERR, "sending message uid %" PRIu32 " failed: %s", m->uid,
+		    strerror(j->read_errno ? j->read_errno : ENOMEM));
+		conn_close(s->conn);
+		return;
+	}
+	if (j->finished) {
+		stream_end(s);
+		s->in = IN_LINE;
+		conn_resume_input(s->conn);
+	} else if (conn_output_pending(s->conn) < CONN_OUT_LOW)
+		stream_next(s);
+	else
+		conn_want_drained(s->conn);
 }
 
 /* --- database jobs ---------------------------------------------------- */
@@ -463,6 +508,10 @@ job_run(MYSQL *m, void *arg)
 		return load_maildrop(m, j);
 	case JOB_QUIT:
 		return update_maildrop(m, j);
+	case JOB_READ:
+		(void)m;
+		read_piece(j);
+		return 0;	/* a file's trouble is not the database's */
 	}
 	return -1;
 }
@@ -602,6 +651,11 @@ job_done(void *arg, int result)
 		job_free(j);
 		return;
 	}
+	if (j->kind == JOB_READ) {
+		piece_done(s, j);
+		job_free(j);
+		return;
+	}
 	s->in = IN_LINE;
 	switch (j->kind) {
 	case JOB_LOGIN:
@@ -610,6 +664,8 @@ job_done(void *arg, int result)
 		break;
 	case JOB_LOAD:
 		load_done(s, j, result);
+		break;
+	case JOB_READ:
 		break;
 	case JOB_QUIT:
 		if (result == -1) {
@@ -635,9 +691,16 @@ static void
 submit(struct pop3_sess *s, struct pop3_job *j)
 {
 	j->s = s;
-	s->in = IN_WAIT;
+	if (j->kind != JOB_READ)
+		s->in = IN_WAIT;
 	conn_pause_input(s->conn);
 	if (db_submit(job_run, job_done, j) == -1) {
+		if (j->kind == JOB_READ && s->fd != -1) {
+			/* mid-message: nothing more can be said */
+			job_free(j);
+			conn_close(s->conn);
+			return;
+		}
 		reply(s, "-ERR [SYS/TEMP] Temporary failure, try again later");
 		if (j->kind == JOB_LOAD && s->locked_id) {
 			maildrop_unlock(s->locked_id);
@@ -976,7 +1039,6 @@ pop3_open(struct conn *conn)
 	s->state = ST_AUTHORIZATION;
 	s->in = IN_LINE;
 	s->fd = -1;
-	buf_init(&s->out, 0);
 	conn_set_proto(conn, s);
 	return conn_printf(conn, "+OK mailnode POP3 ready\r\n");
 }
@@ -1012,7 +1074,6 @@ pop3_close(struct conn *conn)
 	if (s == NULL)
 		return;
 	s->conn = NULL;
-	stream_end(s);
 	if (loop_timer_armed(&s->timer))
 		loop_timer_stop(loop_current(), &s->timer);
 	/* A job still holds it: it is freed when the job answers. Without

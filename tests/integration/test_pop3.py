@@ -497,6 +497,28 @@ def test_tenant_access_rules_apply_at_login(pop):
         apply_text(pop, "apiVersion: mailnode/v1\nkind: Tenant\nmetadata: {name: poptest}\nspec: {}\n")
 
 
+def test_unreadable_body_is_a_temporary_error(pop):
+    deliver(pop, "fay", msg("file trouble", "body\r\n"))
+    rel = pop.sql("SELECT m.file FROM messages m JOIN folders f ON f.id = m.folder_id "
+                  "JOIN mailboxes b ON b.id = f.mailbox_id WHERE b.address = 'fay@pop.test' "
+                  "ORDER BY m.uid DESC LIMIT 1")[0][0]
+    path = os.path.join(pop.state_dir, "mail", rel)
+    assert os.path.exists(path)
+    r = Raw(pop)
+    r.login("fay")
+    n = int(r.cmd("STAT").split()[1])
+    os.rename(path, path + ".away")
+    try:
+        assert r.cmd("RETR %d" % n) == b"-ERR [SYS/TEMP] The message cannot be read now"
+        assert r.cmd("TOP %d 0" % n) == b"-ERR [SYS/TEMP] The message cannot be read now"
+        assert r.cmd("NOOP") == b"+OK"
+    finally:
+        os.rename(path + ".away", path)
+    assert r.cmd("RETR %d" % n).startswith(b"+OK")
+    assert r.multi()[-1] == b"body"
+    assert r.cmd("QUIT").startswith(b"+OK Bye, 0")
+
+
 def test_database_outage_is_temporary_and_loses_nothing(pop):
     """Last in the module: it takes the database away."""
     import signal
