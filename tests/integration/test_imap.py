@@ -814,6 +814,11 @@ def test_overlong_line_and_literals(imap):
     r.send(b"x4 CREATE {70000+}\r\n" + b"b" * 70000 + b"\r\n")
     assert r.line() == b"x4 NO [TOOBIG] Command too large"
     assert r.cmd("NOOP")[-1].startswith(b"r3 OK")
+    # Literals that are each small add up: a search of 20 x 60 KB is refused.
+    chunk = b"c" * 60000
+    r.send(b"x5 SEARCH" + b"".join(b" OR BODY {60000+}\r\n" + chunk for _ in range(20)) + b" ALL\r\n")
+    assert r.line() == b"x5 NO [TOOBIG] Command too large"
+    assert r.cmd("NOOP")[-1].startswith(b"r4 OK")
     r.close()
 
 
