@@ -313,6 +313,16 @@ def test_create_rename_delete_subscribe_with_utf7_names(imap):
     assert m.delete("Neu")[0] == "OK"
     typ, data = m.delete("INBOX")
     assert typ == "NO"
+    # A parent with a non-ASCII name moves with its children (characters,
+    # not bytes), and a folder cannot move under itself.
+    for name in ("&AMQ-l/x_y", "&AMQ-l", "B&AOQ-r/x_y", "B&AOQ-r"):
+        m.delete(name)
+    assert m.create("B&AOQ-r/x_y")[0] == "OK"
+    assert m.rename("B&AOQ-r", "B&AOQ-r/sub")[0] == "NO"
+    assert m.rename("B&AOQ-r", "&AMQ-l")[0] == "OK"
+    typ, data = m.list('""', "&AMQ-l*")
+    assert sorted(d.rsplit(b" ", 1)[1] for d in data) == [b'"&AMQ-l"', b'"&AMQ-l/x_y"'], data
+    assert m.delete("&AMQ-l/x_y")[0] == "OK" and m.delete("&AMQ-l")[0] == "OK"
     typ, data = m.select("Neu")
     assert typ == "NO" and b"NONEXISTENT" in data[0]
     m.logout()
