@@ -1008,6 +1008,12 @@ exec_mailbox_cmd(MYSQL *m, struct imap_job *j)
 			tagged(j, "NO [INUSE] The folder has children; delete them first");
 			return 0;
 		}
+		/* Deleting the folder this session has open closes it (no BYE). */
+		if (rc == STORE_OK && s->sel && strcmp(s->sel->name, name) == 0) {
+			selected_free(s->sel);
+			s->sel = NULL;
+			s->state = ST_AUTH;
+		}
 		break;
 	case IMAP_RENAME:
 		if (!decode_name(c->s2, to, sizeof(to))) {

@@ -894,6 +894,14 @@ def test_rename_inbox_moves_its_mail_and_deleted_folder_ends_selection(imap):
     assert other.cmd("DELETE Old")[-1].split()[1] == b"OK"
     out = r.cmd("NOOP")
     assert out[-1].startswith(b"* BYE")
+    # Deleting one's own selected folder just closes it.
+    me = Raw(imap, user="bob@other.test", pw=BOB_PW)
+    me.cmd("CREATE Mine")
+    me.cmd("SELECT Mine")
+    assert me.cmd("DELETE Mine")[-1].split()[1] == b"OK"
+    assert me.cmd("FETCH 1 FLAGS")[-1].split()[1] == b"BAD"     # nothing selected now
+    assert me.cmd("NOOP")[-1].split()[1] == b"OK"
+    me.close()
     assert int(imap.sql("SELECT used_bytes FROM mailboxes WHERE address = 'bob@other.test'")[0][0]) == 0
     other.close()
     r.close()
