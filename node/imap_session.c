@@ -32,6 +32,7 @@
 #define IMAP_LINE_MAX		(64 * 1024)		/* a command line without its literals */
 #define IMAP_LITERAL_MAX	(64 * 1024)		/* a string literal (names, search strings) */
 #define IMAP_APPEND_MAX		(64 * 1024 * 1024)	/* the message of an APPEND */
+#define IMAP_COMMAND_MAX	(1024 * 1024)		/* any other command with its literals */
 #define IMAP_MAX_AUTH_FAILS	3
 #define IMAP_MAX_ERRORS		20			/* BAD replies before the session is ended */
 #define IMAP_IDLE_POLL_MS	1000			/* IDLE looks for changes this often */
@@ -1006,6 +1007,12 @@ exec_mailbox_cmd(MYSQL *m, struct imap_job *j)
 		if (rc == STORE_INVALID) {
 			tagged(j, "NO [INUSE] The folder has children; delete them first");
 			return 0;
+		}
+		/* Deleting the folder this session has open closes it (no BYE). */
+		if (rc == STORE_OK && s->sel && strcmp(s->sel->name, name) == 0) {
+			selected_free(s->sel);
+			s->sel = NULL;
+			s->state = ST_AUTH;
 		}
 		break;
 	case IMAP_RENAME:
@@ -2490,6 +2497,9 @@ imap_input(struct conn *conn)
 			buf_consume(in, eol);
 			if (lit != 0) {
 				limit = is_append(&s->cmd) ? IMAP_APPEND_MAX : IMAP_LITERAL_MAX;
+				/* Many literals in one command add up: bounded too. */
+				if (!is_append(&s->cmd) && buf_len(&s->cmd) + n > IMAP_COMMAND_MAX)
+					s->cmd_too_big = true;
 				if (lit == -1 || n > limit || s->cmd_too_big) {
 					char tag[IMAP_TAG_MAX + 1];
 

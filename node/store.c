@@ -407,6 +407,15 @@ quota_release(MYSQL *m, uint64_t mailbox_id, uint64_t bytes, size_t count)
 	return sqs(m, sql);
 }
 
+/* "name LIKE '<name>/%'" with the name's LIKE wildcards escaped. */
+static int
+children_like(MYSQL *m, struct buf *b, const char *name)
+{
+	if (buf_puts(b, "name LIKE CONCAT(REPLACE(REPLACE(REPLACE(") == -1 || db_quote(m, b, name) == -1)
+		return -1;
+	return buf_puts(b, ", '\\\\', '\\\\\\\\'), '%', '\\\\%'), '_', '\\\\_'), '/%')");
+}
+
 int
 store_folder_delete(MYSQL *m, uint64_t mailbox_id, const char *name)
 {
@@ -430,8 +439,8 @@ store_folder_delete(MYSQL *m, uint64_t mailbox_id, const char *name)
 		goto fail;
 	}
 	/* A folder with children stays (we have no \Noselect folders). */
-	if (buf_printf(&b, "SELECT 1 FROM folders WHERE mailbox_id = %" PRIu64 " AND name LIKE CONCAT(",
-	    mailbox_id) == -1 || db_quote(m, &b, canon) == -1 || buf_puts(&b, ", '/%') LIMIT 1") == -1)
+	if (buf_printf(&b, "SELECT 1 FROM folders WHERE mailbox_id = %" PRIu64 " AND ", mailbox_id) == -1 ||
+	    children_like(m, &b, canon) == -1 || buf_puts(&b, " LIMIT 1") == -1)
 		goto fail;
 	if ((res = sq_res(m, &b)) == NULL)
 		goto fail;
@@ -460,6 +469,19 @@ out:
 	return rc;
 }
 
+/* UPDATE [IGNORE] table SET name = to + rest WHERE name is from or under it
+ * (character positions, not bytes: names are UTF-8). */
+static int
+rename_sql(MYSQL *m, struct buf *b, const char *table, uint64_t mailbox_id, const char *from, const char *to)
+{
+	if (buf_printf(b, "UPDATE %s SET name = CONCAT(", table) == -1 || db_quote(m, b, to) == -1 ||
+	    buf_puts(b, ", SUBSTRING(name, CHAR_LENGTH(") == -1 || db_quote(m, b, from) == -1 ||
+	    buf_printf(b, ") + 1)) WHERE mailbox_id = %" PRIu64 " AND (name = ", mailbox_id) == -1 ||
+	    db_quote(m, b, from) == -1 || buf_puts(b, " OR ") == -1 || children_like(m, b, from) == -1)
+		return -1;
+	return buf_puts(b, ")");
+}
+
 int
 store_folder_rename(MYSQL *m, uint64_t mailbox_id, const char *from, const char *to)
 {
@@ -475,6 +497,9 @@ store_folder_rename(MYSQL *m, uint64_t mailbox_id, const char *from, const char 
 		return STORE_INVALID;
 	if (strcmp(ct, "INBOX") == 0 || strcmp(cf, ct) == 0)
 		return STORE_EXISTS;
+	/* Not under itself: its children would have to move into themselves. */
+	if (strncmp(ct, cf, strlen(cf)) == 0 && ct[strlen(cf)] == '/')
+		return STORE_INVALID;
 	buf_init(&b, 0);
 	if (sqs(m, "START TRANSACTION") == -1)
 		goto out;
@@ -515,21 +540,14 @@ store_folder_rename(MYSQL *m, uint64_t mailbox_id, const char *from, const char 
 	} else {
 		/* The folder and its children get the new prefix. */
 		buf_reset(&b);
-		if (buf_puts(&b, "UPDATE folders SET name = CONCAT(") == -1 || db_quote(m, &b, ct) == -1 ||
-		    buf_printf(&b, ", SUBSTRING(name, %zu)) WHERE mailbox_id = %" PRIu64 " AND (name = ",
-		    strlen(cf) + 1, mailbox_id) == -1 || db_quote(m, &b, cf) == -1 ||
-		    buf_puts(&b, " OR name LIKE CONCAT(REPLACE(REPLACE(") == -1 || db_quote(m, &b, cf) == -1 ||
-		    buf_puts(&b, ", '%', '\\\\%'), '_', '\\\\_'), '/%'))") == -1 || sq(m, &b) == -1) {
-			rc = mysql_errno(m) == 1062 ? STORE_EXISTS : STORE_ERROR;
+		if (rename_sql(m, &b, "folders", mailbox_id, cf, ct) == -1 || sq(m, &b) == -1) {
+			rc = mysql_errno(m) == 1062 ? STORE_EXISTS : mysql_errno(m) == 1406 ? STORE_INVALID :
+			    STORE_ERROR;
 			goto fail;
 		}
 		/* Subscriptions follow the folder. */
 		buf_reset(&b);
-		if (buf_puts(&b, "UPDATE IGNORE subscriptions SET name = CONCAT(") == -1 || db_quote(m, &b, ct) == -1 ||
-		    buf_printf(&b, ", SUBSTRING(name, %zu)) WHERE mailbox_id = %" PRIu64 " AND (name = ",
-		    strlen(cf) + 1, mailbox_id) == -1 || db_quote(m, &b, cf) == -1 ||
-		    buf_puts(&b, " OR name LIKE CONCAT(REPLACE(REPLACE(") == -1 || db_quote(m, &b, cf) == -1 ||
-		    buf_puts(&b, ", '%', '\\\\%'), '_', '\\\\_'), '/%'))") == -1 || sq(m, &b) == -1)
+		if (rename_sql(m, &b, "IGNORE subscriptions", mailbox_id, cf, ct) == -1 || sq(m, &b) == -1)
 			goto fail;
 	}
 	/* Missing parents of the new name. */

@@ -1,4 +1,6 @@
-/* fuzz_imap_parse: libFuzzer target for node/imap_parse.c and node/mutf7.c.
+/* fuzz_imap_parse: libFuzzer target for node/imap_parse.c, node/mutf7.c and
+ * the message-header readers of node/imap_search.c (SEARCH and SORT read
+ * headers of mail that came from anywhere).
  * Every command a client sends (its line and literals, assembled) goes
  * through imap_parse_command, and every folder name through mutf7, so both
  * must survive any bytes. Checks: the tag of an accepted command is a
@@ -16,6 +18,7 @@
 
 #include "buf.h"
 #include "imap_parse.h"
+#include "imap_search.h"
 #include "mutf7.h"
 
 static void
@@ -95,6 +98,29 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		bool plus;
 
 		(void)imap_literal_announced(in, size, &n, &plus);
+	}
+	/* Headers: the header block lies within the input; a field's value
+	 * and a filtered header are C strings within bounds. */
+	{
+		static char *fields[] = { "subject", "From", "x-a" };
+		size_t h = imap_header_len(in, size);
+		struct buf v;
+		time_t inst, day;
+
+		check(h <= size);
+		buf_init(&v, 0);
+		if (imap_header_get(in, h, "Subject", &v) == 0)
+			check(strlen(buf_cstr(&v)) <= buf_len(&v));
+		buf_reset(&v);
+		check(imap_header_filter(in, h, fields, 3, size % 2 == 0, &v) == 0);
+		check(buf_len(&v) <= h + 2);
+		buf_free(&v);
+		if ((z = malloc(size + 1)) != NULL) {
+			memcpy(z, data, size);
+			z[size] = '\0';
+			(void)imap_rfc5322_date(z, &inst, &day);
+			free(z);
+		}
 	}
 	/* Encoding takes a C string: valid UTF-8 round-trips. */
 	if ((z = malloc(size + 1)) != NULL) {

@@ -313,6 +313,16 @@ def test_create_rename_delete_subscribe_with_utf7_names(imap):
     assert m.delete("Neu")[0] == "OK"
     typ, data = m.delete("INBOX")
     assert typ == "NO"
+    # A parent with a non-ASCII name moves with its children (characters,
+    # not bytes), and a folder cannot move under itself.
+    for name in ("&AMQ-l/x_y", "&AMQ-l", "B&AOQ-r/x_y", "B&AOQ-r"):
+        m.delete(name)
+    assert m.create("B&AOQ-r/x_y")[0] == "OK"
+    assert m.rename("B&AOQ-r", "B&AOQ-r/sub")[0] == "NO"
+    assert m.rename("B&AOQ-r", "&AMQ-l")[0] == "OK"
+    typ, data = m.list('""', "&AMQ-l*")
+    assert sorted(d.rsplit(b" ", 1)[1] for d in data) == [b'"&AMQ-l"', b'"&AMQ-l/x_y"'], data
+    assert m.delete("&AMQ-l/x_y")[0] == "OK" and m.delete("&AMQ-l")[0] == "OK"
     typ, data = m.select("Neu")
     assert typ == "NO" and b"NONEXISTENT" in data[0]
     m.logout()
@@ -814,6 +824,11 @@ def test_overlong_line_and_literals(imap):
     r.send(b"x4 CREATE {70000+}\r\n" + b"b" * 70000 + b"\r\n")
     assert r.line() == b"x4 NO [TOOBIG] Command too large"
     assert r.cmd("NOOP")[-1].startswith(b"r3 OK")
+    # Literals that are each small add up: a search of 20 x 60 KB is refused.
+    chunk = b"c" * 60000
+    r.send(b"x5 SEARCH" + b"".join(b" OR BODY {60000+}\r\n" + chunk for _ in range(20)) + b" ALL\r\n")
+    assert r.line() == b"x5 NO [TOOBIG] Command too large"
+    assert r.cmd("NOOP")[-1].startswith(b"r4 OK")
     r.close()
 
 
@@ -879,6 +894,14 @@ def test_rename_inbox_moves_its_mail_and_deleted_folder_ends_selection(imap):
     assert other.cmd("DELETE Old")[-1].split()[1] == b"OK"
     out = r.cmd("NOOP")
     assert out[-1].startswith(b"* BYE")
+    # Deleting one's own selected folder just closes it.
+    me = Raw(imap, user="bob@other.test", pw=BOB_PW)
+    me.cmd("CREATE Mine")
+    me.cmd("SELECT Mine")
+    assert me.cmd("DELETE Mine")[-1].split()[1] == b"OK"
+    assert me.cmd("FETCH 1 FLAGS")[-1].split()[1] == b"BAD"     # nothing selected now
+    assert me.cmd("NOOP")[-1].split()[1] == b"OK"
+    me.close()
     assert int(imap.sql("SELECT used_bytes FROM mailboxes WHERE address = 'bob@other.test'")[0][0]) == 0
     other.close()
     r.close()
