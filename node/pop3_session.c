@@ -54,6 +54,7 @@ struct pop3_sess {
 	enum pop3_state		 state;
 	enum pop3_in		 in;
 	bool			 skip_line;	/* discarding the rest of an over-long line */
+	bool			 closing;	/* conn_close was called: read nothing more */
 	unsigned		 errors, auth_fails;
 	char			 user[POP3_ARG_MAX + 1];
 	bool			 have_user;
@@ -219,6 +220,15 @@ stream_end(struct pop3_sess *s)
 	s->fd = -1;
 }
 
+/* End the session once what is queued is sent; pipelined commands after
+ * this point are not read. */
+static void
+sess_close(struct pop3_sess *s)
+{
+	s->closing = true;
+	conn_close(s->conn);
+}
+
 static void
 sess_free(struct pop3_sess *s)
 {
@@ -248,7 +258,7 @@ err(struct pop3_sess *s, const char *why)
 	reply(s, "-ERR %s", why);
 	if (++s->errors >= POP3_MAX_ERRORS) {
 		reply(s, "-ERR Too many errors, closing");
-		conn_close(s->conn);
+		sess_close(s);
 	}
 }
 
@@ -321,7 +331,7 @@ stream_next(struct pop3_sess *s)
 
 	if (j == NULL) {
 		sess_log(s, LOG_LVL_ERR, "out of memory sending a message");
-		conn_close(s->conn);
+		sess_close(s);
 		return;
 	}
 	j->kind = JOB_READ;
@@ -411,7 +421,7 @@ piece_done(struct pop3_sess *s, struct pop3_job *j)
 		/* Part of the message is out: the client must not take it as whole. */
 		sess_log(s, LOG_LVL_ERR, "sending message uid %" PRIu32 " failed: %s", m->uid,
 		    strerror(j->read_errno ? j->read_errno : ENOMEM));
-		conn_close(s->conn);
+		sess_close(s);
 		return;
 	}
 	if (j->finished) {
@@ -531,7 +541,7 @@ login_delay_done(struct loop_timer *t)
 	reply(s, "-ERR [AUTH] Authentication failed");
 	if (s->auth_fails >= POP3_MAX_AUTH_FAILS) {
 		reply(s, "-ERR Too many failed logins, closing");
-		conn_close(s->conn);
+		sess_close(s);
 		return;
 	}
 	s->in = IN_LINE;
@@ -679,7 +689,7 @@ job_done(void *arg, int result)
 	if (j->close_after) {
 		/* last: closing may free the session */
 		job_free(j);
-		conn_close(s->conn);
+		sess_close(s);
 		return;
 	}
 	job_free(j);
@@ -698,7 +708,13 @@ submit(struct pop3_sess *s, struct pop3_job *j)
 		if (j->kind == JOB_READ && s->fd != -1) {
 			/* mid-message: nothing more can be said */
 			job_free(j);
-			conn_close(s->conn);
+			sess_close(s);
+			return;
+		}
+		if (j->kind == JOB_QUIT) {
+			reply(s, "-ERR [SYS/TEMP] Deleted messages were not removed, try again later");
+			job_free(j);
+			sess_close(s);
 			return;
 		}
 		reply(s, "-ERR [SYS/TEMP] Temporary failure, try again later");
@@ -706,8 +722,6 @@ submit(struct pop3_sess *s, struct pop3_job *j)
 			maildrop_unlock(s->locked_id);
 			s->locked_id = 0;
 		}
-		if (j->kind == JOB_QUIT)
-			conn_close(s->conn);
 		job_free(j);
 		s->in = IN_LINE;
 		conn_resume_input(s->conn);
@@ -756,7 +770,7 @@ quit(struct pop3_sess *s)
 
 	if (s->state == ST_AUTHORIZATION) {
 		reply(s, "+OK Bye");
-		conn_close(s->conn);
+		sess_close(s);
 		return;
 	}
 	s->state = ST_UPDATE;
@@ -766,7 +780,7 @@ quit(struct pop3_sess *s)
 		if (j)
 			job_free(j);
 		reply(s, "-ERR [SYS/TEMP] Out of memory; nothing was deleted");
-		conn_close(s->conn);
+		sess_close(s);
 		return;
 	}
 	j->kind = JOB_QUIT;
@@ -906,7 +920,7 @@ command(struct pop3_sess *s, const char *line, size_t len)
 			s->have_user = false;
 			s->in = IN_WAIT;
 			if (conn_starttls(s->conn) == -1)
-				conn_close(s->conn);
+				sess_close(s);
 		}
 		return;
 	case POP3_USER:
@@ -995,7 +1009,8 @@ pop3_input(struct conn *conn)
 	char line[POP3_LINE_MAX + 1];
 	size_t eol, len;
 
-	while (s->conn != NULL && (s->in == IN_LINE || s->in == IN_AUTH) && s->state != ST_UPDATE) {
+	while (s->conn != NULL && !s->closing && (s->in == IN_LINE || s->in == IN_AUTH) &&
+	    s->state != ST_UPDATE) {
 		len = buf_line(in, &eol);
 		if (eol == 0) {
 			if (buf_len(in) >= in->max) {
