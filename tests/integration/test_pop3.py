@@ -1,4 +1,4 @@
-"""POP3 on the real node with real clients (python3 poplib, curl): pop3 with
+"""POP3 on the real node with real clients (python3 poplib, curl, fetchmail): pop3 with
 STLS and pop3s, login rules (TLS first unless allowPlaintextAuth, suspended
 accounts, delayed failures, tenant access rules, one session per maildrop), LIST/STAT/UIDL/TOP/
 RETR of mail delivered through SMTP, DELE applied only at QUIT (quota given
@@ -19,7 +19,7 @@ import pytest
 from conftest import MAILNODECTL, wait_until
 
 PW = "pop-" + os.urandom(6).hex()
-USERS = ["ann", "dan", "eve", "fay", "gus", "cat"]
+USERS = ["ann", "dan", "eve", "fay", "gus", "hal", "cat"]
 
 
 def apply_text(node, text):
@@ -517,6 +517,42 @@ def test_unreadable_body_is_a_temporary_error(pop):
     assert r.cmd("RETR %d" % n).startswith(b"+OK")
     assert r.multi()[-1] == b"body"
     assert r.cmd("QUIT").startswith(b"+OK Bye, 0")
+
+
+def fetchmail(pop, tmp_path, options):
+    out = tmp_path / "mbox"
+    rc = tmp_path / "fetchmailrc"
+    rc.write_text('set no syslog\npoll 127.0.0.1 service %d protocol POP3 auth password uidl\n'
+                  '  user "hal@pop.test" password "%s"\n'
+                  '  ssl no sslcertck %s\n'
+                  '  mda "/bin/sh -c \'cat >> %s\'"\n' % (pop.port(2995), PW, options, out))
+    rc.chmod(0o600)
+    r = subprocess.run(["fetchmail", "-f", str(rc), "--pidfile", str(tmp_path / "pid"), "-v"],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, HOME=str(tmp_path), FETCHMAILHOME=str(tmp_path)))
+    text = out.read_text() if out.exists() else ""
+    return r, text
+
+
+def test_fetchmail_keeps_track_by_uidl_then_deletes(pop, tmp_path):
+    deliver(pop, "hal", msg("fm one", "first body\r\n"))
+    deliver(pop, "hal", msg("fm two", "second body\r\n"))
+    r, text = fetchmail(pop, tmp_path, "keep")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert text.count("Subject: fm ") == 2
+    # with keep and uidl, a second run finds nothing new (exit 1: no mail)
+    r, text = fetchmail(pop, tmp_path, "keep")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert text.count("Subject: fm ") == 2
+    deliver(pop, "hal", msg("fm three", "third body\r\n"))
+    r, text = fetchmail(pop, tmp_path, "keep")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert text.count("Subject: fm ") == 3 and "Subject: fm three" in text
+    assert count(pop, "hal") == 3
+    # without keep, what it fetches is deleted on the server at QUIT
+    r, text = fetchmail(pop, tmp_path, "fetchall nokeep")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert count(pop, "hal") == 0 and used_bytes(pop, "hal") == 0
 
 
 def test_database_outage_is_temporary_and_loses_nothing(pop):
