@@ -1024,9 +1024,16 @@ pop3_input(struct conn *conn)
 			}
 			return;
 		}
-		if (s->skip_line || len > POP3_LINE_MAX) {
+		if (s->skip_line) {	/* the end of an over-long line, already answered */
 			s->skip_line = false;
 			buf_consume(in, eol);
+			continue;
+		}
+		if (len > POP3_LINE_MAX) {	/* fits the buffer only with a bare LF */
+			buf_consume(in, eol);
+			if (s->in == IN_AUTH)
+				s->in = IN_LINE;
+			err(s, "Line too long");
 			continue;
 		}
 		memcpy(line, buf_data(in), len);

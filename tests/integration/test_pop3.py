@@ -384,6 +384,10 @@ def test_over_long_line(pop):
     r.send(b"LIST " + b"1" * 5000 + b"\r\nNOOP\r\n")
     assert r.line() == b"-ERR Line too long"
     assert r.line() == b"+OK"
+    # one byte over the limit, with a bare LF (it fits the buffer)
+    r.send(b"NOOP " + b"x" * 2044 + b"\nNOOP\r\n")
+    assert r.line() == b"-ERR Line too long"
+    assert r.line() == b"+OK"
     r.close()
 
 
