@@ -338,6 +338,8 @@ def test_suspended_login(pop):
 
 def test_one_session_per_maildrop(pop):
     a = pop3s(pop, "fay")
+    sessions = pop.ctl_yaml("sessions", "--service", "pop3s")[0]["items"]
+    assert any(x.get("user") == "fay@pop.test" and x.get("tenant") == "poptest" for x in sessions), sessions
     r = Raw(pop)
     r.cmd("USER fay@pop.test")
     assert r.cmd("PASS " + PW).startswith(b"-ERR [IN-USE]")
