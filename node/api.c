@@ -178,7 +178,7 @@ write_service(struct yamlw *w, struct service *s)
 		const struct setting_def *d = &settings_defs[i];
 		struct buf v;
 
-		if (d->listener_only && !service_has_listener(s))
+		if (!settings_applies(d, s->def->name, service_has_listener(s)))
 			continue;
 		buf_init(&v, 4096);
 		yamlw_str(w, d->key);

@@ -64,6 +64,7 @@ struct conn {
 	bool			 hs_want_write;	/* the TLS handshake waits to write */
 	bool			 paused;	/* the protocol waits: read nothing more */
 	bool			 peer_eof;	/* input ended while paused */
+	bool			 want_drained;	/* call ops->drained under CONN_OUT_LOW */
 	void			*proto;
 	struct conn		*prev, *next;
 };
@@ -379,7 +380,9 @@ conn_update_interest(struct conn *c)
 		if (c->phase == CONN_OPEN && !c->starttls_pending && !c->paused &&
 		    buf_len(&c->out) < CONN_OUT_HIGH)
 			ev |= EPOLLIN;
-		if (buf_len(&c->out) > 0)
+		/* want_drained: a writable socket brings the protocol back
+		 * even when everything was sent already */
+		if (buf_len(&c->out) > 0 || (c->want_drained && c->phase == CONN_OPEN))
 			ev |= EPOLLOUT;
 	}
 	if (ev != c->events) {
@@ -422,6 +425,14 @@ conn_event(struct loop_watch *w, uint32_t events)
 	if (c->phase != CONN_CLOSING || !c->peer_gone) {
 		if (events & EPOLLOUT)
 			conn_flush(c);
+		if (c->want_drained && c->phase == CONN_OPEN && buf_len(&c->out) < CONN_OUT_LOW) {
+			c->want_drained = false;
+			conn_touch(c);	/* a client reading a long reply is not idle */
+			c->l->ops->drained(c);
+			/* the reply may be complete: pipelined commands wait in c->in */
+			if (buf_len(&c->in) > 0)
+				events |= EPOLLIN;
+		}
 		if (c->phase == CONN_OPEN && !c->paused && (events & (EPOLLIN | EPOLLHUP)))
 			conn_process_input(c);
 		else if (c->phase == CONN_CLOSING && (events & (EPOLLIN | EPOLLHUP))) {
@@ -727,6 +738,19 @@ conn_printf(struct conn *c, const char *fmt, ...)
 	if (r == 0)
 		conn_settle(c);
 	return r;
+}
+
+size_t
+conn_output_pending(const struct conn *c)
+{
+	return buf_len(&c->out);
+}
+
+void
+conn_want_drained(struct conn *c)
+{
+	c->want_drained = c->l->ops->drained != NULL;
+	conn_settle(c);
 }
 
 void

@@ -31,6 +31,10 @@ struct conn_ops {
 	void	(*goodbye)(struct conn *, bool idle);
 	/* The connection is gone: free the protocol state. */
 	void	(*close)(struct conn *);
+	/* Optional: the queued output fell under CONN_OUT_LOW after
+	 * conn_want_drained; a protocol streaming a large reply writes its
+	 * next piece here. */
+	void	(*drained)(struct conn *);
 	/* Written to connections over maxClients before closing them. */
 	const char *busy_reply;
 	/* Written to connections an access rule refuses, and to those over a
@@ -55,6 +59,13 @@ struct buf	*conn_input(struct conn *);
 int		 conn_write(struct conn *, const void *, size_t);
 int		 conn_printf(struct conn *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
+/* Output is bounded by the writer: a long reply goes out in pieces, each
+ * written while fewer than CONN_OUT_LOW bytes wait to be sent. */
+#define CONN_OUT_LOW	(256 * 1024)
+size_t		 conn_output_pending(const struct conn *);
+/* Call ops->drained once, from the loop, when the pending output is under
+ * CONN_OUT_LOW (on the loop's next turn if it already is). */
+void		 conn_want_drained(struct conn *);
 /* Process buffered input again (after the protocol paused for an
  * asynchronous answer, e.g. a database lookup, and left input unconsumed).
  * Must run on the connection's loop. */

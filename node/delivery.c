@@ -18,6 +18,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "store.h"
 
 #define DELIVERY_BATCH		100
 #define DELIVERY_POLL_MS	5000
@@ -101,13 +102,26 @@ q(MYSQL *m, const char *sql)
 	return mysql_real_query(m, sql, strlen(sql)) == 0 ? 0 : -1;
 }
 
+/* IMAP serves ENVELOPE and BODYSTRUCTURE from the row: parse the message
+ * once, now that it is delivered. Best effort: a row without it is parsed
+ * at its first FETCH. */
+static void
+cache_structure(MYSQL *m, uint64_t folder, unsigned uid, const char *rel)
+{
+	char path[PATH_MAX + 200];
+
+	snprintf(path, sizeof(path), "%s/%s", d.mail_root, rel);
+	if (store_cache_structure(m, folder, uid, path) == -1)
+		log_warn("delivery: structure of %s not cached: parsed at first use", rel);
+}
+
 static int
 deliver_one(MYSQL *m, const struct due *x, char *err, size_t errlen)
 {
 	char rel[128], sql[2600], esc_rel[260], esc_sender[1100];
 	MYSQL_RES *res;
 	MYSQL_ROW row;
-	uint64_t folder;
+	uint64_t folder, modseq;
 	unsigned uid;
 
 	if (place_body(x, rel, sizeof(rel), err, errlen) == -1)
@@ -121,7 +135,7 @@ deliver_one(MYSQL *m, const struct due *x, char *err, size_t errlen)
 	    "VALUES (%" PRIu64 ", 'INBOX', UNIX_TIMESTAMP())", x->mailbox_id);
 	if (q(m, sql) == -1)
 		goto sqlfail;
-	snprintf(sql, sizeof(sql), "SELECT id, uidnext FROM folders WHERE mailbox_id = %" PRIu64
+	snprintf(sql, sizeof(sql), "SELECT id, uidnext, highestmodseq FROM folders WHERE mailbox_id = %" PRIu64
 	    " AND name = 'INBOX' FOR UPDATE", x->mailbox_id);
 	if (q(m, sql) == -1 || (res = mysql_store_result(m)) == NULL)
 		goto sqlfail;
@@ -132,17 +146,18 @@ deliver_one(MYSQL *m, const struct due *x, char *err, size_t errlen)
 	}
 	folder = strtoull(row[0], NULL, 10);
 	uid = (unsigned)strtoul(row[1], NULL, 10);
+	modseq = strtoull(row[2], NULL, 10) + 1;	/* IMAP CONDSTORE: new mail is a change */
 	mysql_free_result(res);
 	snprintf(sql, sizeof(sql), "INSERT INTO messages (folder_id, uid, file, size, return_path, "
-	    "queue_qid) VALUES (%" PRIu64 ", %u, '%s', %" PRIu64 ", '%s', '%s')", folder, uid,
-	    esc_rel, x->size, esc_sender, x->qid);
+	    "queue_qid, modseq) VALUES (%" PRIu64 ", %u, '%s', %" PRIu64 ", '%s', '%s', %" PRIu64 ")",
+	    folder, uid, esc_rel, x->size, esc_sender, x->qid, modseq);
 	if (q(m, sql) == -1) {
 		/* Already there: an earlier run committed it and died after. */
 		if (mysql_errno(m) != 1062)
 			goto sqlfail;
 	} else {
 		snprintf(sql, sizeof(sql), "UPDATE folders SET uidnext = uidnext + 1, "
-		    "highestmodseq = highestmodseq + 1 WHERE id = %" PRIu64, folder);
+		    "highestmodseq = %" PRIu64 " WHERE id = %" PRIu64, modseq, folder);
 		if (q(m, sql) == -1)
 			goto sqlfail;
 		snprintf(sql, sizeof(sql), "UPDATE mailboxes SET used_bytes = used_bytes + %" PRIu64
@@ -154,6 +169,7 @@ deliver_one(MYSQL *m, const struct due *x, char *err, size_t errlen)
 	    "attempts + 1, last_error = '' WHERE id = %" PRIu64, x->rcpt_id);
 	if (q(m, sql) == -1 || q(m, "COMMIT") == -1)
 		goto sqlfail;
+	cache_structure(m, folder, uid, rel);
 	return 0;
 sqlfail:
 	snprintf(err, errlen, "%s", mysql_error(m));

@@ -30,7 +30,10 @@
 #include "service_store.h"
 #include "settings.h"
 #include "svc_admin.h"
+#include "imap_session.h"
+#include "pop3_session.h"
 #include "smtp_session.h"
+#include "store.h"
 #include "spool.h"
 #include "svc_http.h"
 #include "tls.h"
@@ -373,6 +376,8 @@ main(int argc, char **argv)
 		if ((node_tls = tls_creds_load(cert, key, err, sizeof(err))) == NULL)
 			goto fail;
 		smtp_set_tls(node_tls);
+		imap_set_tls(node_tls);
+		pop3_set_tls(node_tls);
 	}
 
 	if (o.database != NULL) {
@@ -388,6 +393,10 @@ main(int argc, char **argv)
 	service_set_handler("submission", &smtp_submission);
 	service_set_handler("smtps", &smtp_submission);
 	service_set_handler("spool", &delivery_runner);
+	service_set_handler("imap", &imap_service);
+	service_set_handler("imaps", &imap_service);
+	service_set_handler("pop3", &pop3_service);
+	service_set_handler("pop3s", &pop3_service);
 	if (prepare_database(&conf, o.schema_dir, err, sizeof(err)) == -1)
 		goto fail;
 	if (db_pool_start(&conf, 2) == -1) {
@@ -406,6 +415,10 @@ main(int argc, char **argv)
 		snprintf(mail, sizeof(mail), "%s/mail", o.state_dir);
 		if (delivery_init(path, mail, &conf, &o.remote, err, sizeof(err)) == -1)
 			goto fail;
+		if (store_init(mail) == -1) {
+			snprintf(err, sizeof(err), "mail root path too long");
+			goto fail;
+		}
 	}
 	queue_api_init(path);
 	queue_api_watch(2000);

@@ -25,7 +25,7 @@ row_settings(const char *name, bool listener, MYSQL_ROW row, MYSQL_FIELD *fields
 
 			if (strcmp(fields[i].name, d->column) != 0 || row[i] == NULL)
 				continue;
-			if (d->listener_only && !listener)
+			if (!settings_applies(d, name, listener))
 				continue;
 			if (settings_parse(d, row[i], out, why, sizeof(why)) == -1)
 				log_err("service %s: stored %s is invalid, earlier value kept: %s",
@@ -166,7 +166,7 @@ service_store_write(MYSQL *m, const char *name, const struct service_row *r, cha
 	for (k = 0; k < settings_ndefs; k++) {
 		const struct setting_def *d = &settings_defs[k];
 
-		if (d->listener_only && !service_has_listener(s))
+		if (!settings_applies(d, s->def->name, service_has_listener(s)))
 			continue;
 		buf_reset(&v);
 		if (settings_format(d, &r->settings, &v) == -1 ||

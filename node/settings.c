@@ -13,19 +13,24 @@
 const struct setting_def settings_defs[] = {
 	{ "bind", "bind_addrs", SETTING_ADDRLIST, FIELD(bind), 1, SETTINGS_MAX_BIND, true,
 	  "Addresses the service listens on: IPv4 or IPv6 literals, comma separated "
-	  "(0.0.0.0 for every IPv4 address, :: for every IPv6 address)." },
+	  "(0.0.0.0 for every IPv4 address, :: for every IPv6 address).", NULL },
 	{ "port", "port", SETTING_PORT, FIELD(port), 1, 65535, true,
-	  "TCP port of the listener." },
+	  "TCP port of the listener.", NULL },
 	{ "maxClients", "max_clients", SETTING_UINT, FIELD(max_clients), 1, 1000000, true,
 	  "Most sessions the service holds at once; further connections are refused "
-	  "with the protocol's busy reply and counted as rejected." },
+	  "with the protocol's busy reply and counted as rejected.", NULL },
 	{ "timeout", "idle_timeout", SETTING_DURATION, FIELD(timeout), 1, 86400, true,
-	  "Idle time after which a session is closed (s, m or h suffix)." },
+	  "Idle time after which a session is closed (s, m or h suffix).", NULL },
 	{ "autoStart", "auto_start", SETTING_BOOL, FIELD(auto_start), 0, 1, false,
-	  "Start the service when the node starts." },
+	  "Start the service when the node starts.", NULL },
 	{ "restartOnChange", "restart_on_change", SETTING_BOOL, FIELD(restart_on_change), 0, 1, false,
 	  "Rebind the listener at once when bind or port change; otherwise the "
-	  "change waits for the next start." },
+	  "change waits for the next start.", NULL },
+	{ "allowPlaintextAuth", "allow_plaintext_auth", SETTING_BOOL, FIELD(allow_plaintext_auth), 0, 1, true,
+	  "Accept passwords (POP3 USER/PASS and AUTH, IMAP LOGIN and AUTHENTICATE) on a "
+	  "connection that has not switched to TLS with STLS or STARTTLS. Off by default: "
+	  "passwords never travel in clear.",
+	  "pop3 imap" },
 };
 const size_t settings_ndefs = sizeof(settings_defs) / sizeof(settings_defs[0]);
 
@@ -38,6 +43,22 @@ settings_find(const char *key)
 		if (strcmp(settings_defs[i].key, key) == 0)
 			return &settings_defs[i];
 	return NULL;
+}
+
+bool
+settings_applies(const struct setting_def *d, const char *service, bool listener)
+{
+	size_t n = strlen(service);
+	const char *p;
+
+	if (d->listener_only && !listener)
+		return false;
+	if (d->only == NULL)
+		return true;
+	for (p = d->only; (p = strstr(p, service)) != NULL; p += n)
+		if ((p == d->only || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' '))
+			return true;
+	return false;
 }
 
 const char *
@@ -232,7 +253,7 @@ settings_doc_markdown(struct buf *out)
 		}
 		if (buf_printf(out, "| `%s` | %s | %s | %s | %s |\n", d->key,
 		    settings_type_name(d->type), range,
-		    d->listener_only ? "listening services" : "all services", d->doc) == -1)
+		    d->only ? d->only : d->listener_only ? "listening services" : "all services", d->doc) == -1)
 			return -1;
 	}
 	return 0;

@@ -30,6 +30,7 @@ struct service_settings {
 	uint32_t	timeout;	/* idle timeout, seconds */
 	bool		auto_start;
 	bool		restart_on_change;
+	bool		allow_plaintext_auth;
 };
 
 struct setting_def {
@@ -40,12 +41,15 @@ struct setting_def {
 	uint32_t		 min, max;
 	bool			 listener_only;	/* meaningless for services without a port */
 	const char		*doc;
+	const char		*only;		/* NULL, or the services (space separated) it is for */
 };
 
 extern const struct setting_def	settings_defs[];
 extern const size_t		settings_ndefs;
 
 const struct setting_def *settings_find(const char *key);
+/* Whether def is a setting of the named service (listener: it has a port). */
+bool	 settings_applies(const struct setting_def *, const char *service, bool listener);
 /* Parse text into the field of s named by def; -1 with a reason in err. */
 int	 settings_parse(const struct setting_def *, const char *text,
 	    struct service_settings *s, char *err, size_t errlen);

@@ -513,7 +513,7 @@ service_json(const char *name, const struct service_row *row, struct buf *out)
 	for (k = 0; k < settings_ndefs; k++) {
 		const struct setting_def *d = &settings_defs[k];
 
-		if (d->listener_only && !service_has_listener(s))
+		if (!settings_applies(d, name, service_has_listener(s)))
 			continue;
 		buf_reset(&v);
 		if (settings_format(d, &row->settings, &v) == -1)
@@ -583,9 +583,13 @@ plan_service(struct run *r, struct item *it, char *err, size_t errlen)
 
 		if ((n = ydoc_get(spec, d->key)) == NULL)
 			continue;
-		if (d->listener_only && !service_has_listener(service_find(it->name))) {
-			add_error(r, 400, it, 0, n, d->key, "service %s has no listener: %s does not apply",
-			    it->name, d->key);
+		if (!settings_applies(d, it->name, service_has_listener(service_find(it->name)))) {
+			if (d->only)
+				add_error(r, 400, it, 0, n, d->key, "%s is a setting of %s only, not of %s",
+				    d->key, d->only, it->name);
+			else
+				add_error(r, 400, it, 0, n, d->key, "service %s has no listener: %s does not apply",
+				    it->name, d->key);
 			continue;
 		}
 		if (n->type == YDOC_SEQ) {

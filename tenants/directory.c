@@ -270,6 +270,12 @@ dir_insert(MYSQL *m, struct dir_obj *o, char *err, size_t errlen)
 			    "(%1$" PRIu64 ", 'Archive', '\\\\Archive', UNIX_TIMESTAMP())", o->id) == -1)
 				goto nomem;
 			rc = run(m, &q, err, errlen, "creating the folders");
+			buf_reset(&q);
+			if (rc == 0 && buf_printf(&q, "INSERT IGNORE INTO subscriptions (mailbox_id, name) "
+			    "SELECT mailbox_id, name FROM folders WHERE mailbox_id = %" PRIu64, o->id) == -1)
+				goto nomem;
+			if (rc == 0)
+				rc = run(m, &q, err, errlen, "subscribing the folders");
 		}
 	}
 	goto done;

@@ -23,8 +23,9 @@ def test_status_lists_every_service_with_state(node):
     assert by_name["http"]["state"] == "running"
     assert by_name["http"]["port"] == node.port(2080)
     # Services whose protocol is not built refuse to pretend.
-    assert by_name["imap"]["state"] == "stopped"
-    assert "no protocol handler" in by_name["imap"]["reason"]
+    assert by_name["imap"]["state"] == "running"
+    assert by_name["ldap"]["state"] == "stopped"
+    assert "no protocol handler" in by_name["ldap"]["reason"]
     table = node.ctl("status").stdout
     assert "database embedded (up)" in table
     for name in ALL_SERVICES:
@@ -98,11 +99,11 @@ def test_admin_cannot_be_stopped(node):
 
 
 def test_service_without_protocol_cannot_start(node):
-    r = node.ctl("service", "start", "imap", check=False)
+    r = node.ctl("service", "start", "ldap", check=False)
     assert r.returncode == 1
     assert "no protocol handler" in r.stderr
-    assert not port_open(node.port(2143))
-    assert node.service("imap")["status"]["state"] == "stopped"
+    assert not port_open(node.port(2389))
+    assert node.service("ldap")["status"]["state"] == "stopped"
 
 
 def test_unknown_service_is_404(node):

@@ -503,10 +503,31 @@ test_doc_file_current(void **state)
 		fail_msg("docs/settings.md is stale");
 }
 
+/* allowPlaintextAuth is pop3's and imap's alone; listener settings skip the spool. */
+static void
+test_applies(void **state)
+{
+	const struct setting_def *pt = settings_find("allowPlaintextAuth"), *port = settings_find("port");
+
+	(void)state;
+	assert_non_null(pt);
+	assert_true(settings_applies(pt, "pop3", true));
+	assert_false(settings_applies(pt, "pop3s", true));
+	assert_true(settings_applies(pt, "imap", true));
+	assert_false(settings_applies(pt, "imaps", true));
+	assert_false(settings_applies(pt, "pop", true));
+	assert_false(settings_applies(pt, "http", true));
+	assert_false(settings_applies(pt, "pop3", false));
+	assert_true(settings_applies(port, "http", true));
+	assert_false(settings_applies(port, "spool", false));
+	assert_true(settings_applies(settings_find("autoStart"), "spool", false));
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_applies),
 		cmocka_unit_test(test_find),
 		cmocka_unit_test(test_every_def),
 		cmocka_unit_test(test_bool_forms),
