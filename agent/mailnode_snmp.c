@@ -4,6 +4,7 @@
  * path, and sends notifications through snmpd. One thread: the Net-SNMP
  * agent library is not thread-safe. */
 #include <getopt.h>
+#include <sys/select.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,13 +29,49 @@ on_signal(int sig)
 	stop = 1;
 }
 
-/* Every second: read the node and send what changed. */
-static void
-poll_node(unsigned int reg, void *arg)
+static long
+mono_ms(void)
 {
-	(void)reg;
-	(void)arg;
-	traps_check(snapshot_get(900));
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* The agent's sockets, the library's timers, and every second a look at
+ * the node for notifications, however busy the sockets are. */
+static void
+serve(void)
+{
+	long next_poll = mono_ms();	/* the first look at once: the base to compare with */
+
+	while (!stop) {
+		struct timeval tv = { 0, 0 };
+		fd_set fds;
+		int n = 0, block = 0, r;
+		long left = next_poll - mono_ms();
+
+		if (left <= 0) {
+			traps_check(snapshot_get(900));
+			next_poll = mono_ms() + 1000;
+			left = 1000;
+		}
+		FD_ZERO(&fds);
+		tv.tv_sec = left / 1000;
+		tv.tv_usec = (left % 1000) * 1000;
+		snmp_select_info(&n, &fds, &tv, &block);
+		if (tv.tv_sec * 1000L + tv.tv_usec / 1000 > left) {
+			tv.tv_sec = left / 1000;
+			tv.tv_usec = (left % 1000) * 1000;
+		}
+		r = select(n, &fds, NULL, NULL, &tv);
+		if (r > 0)
+			snmp_read(&fds);
+		else if (r == 0)
+			snmp_timeout();
+		run_alarms();
+		netsnmp_check_outstanding_agent_requests();
+	}
 }
 
 static void
@@ -96,6 +133,8 @@ main(int argc, char **argv)
 	netsnmp_ds_set_string(NETSNMP_DS_APPLICATION_ID, NETSNMP_DS_AGENT_X_SOCKET, agentx);
 	/* Ping snmpd every 2 s and reconnect when it went away. */
 	netsnmp_ds_set_int(NETSNMP_DS_APPLICATION_ID, NETSNMP_DS_AGENT_AGENTX_PING_INTERVAL, 2);
+	/* Alarms run from the main loop, never inside a SIGALRM handler. */
+	netsnmp_ds_set_boolean(NETSNMP_DS_LIBRARY_ID, NETSNMP_DS_LIB_ALARM_DONT_USE_SIG, 1);
 	/* Our own settings only: no system snmp.conf, no persistent files. */
 	netsnmp_ds_set_boolean(NETSNMP_DS_LIBRARY_ID, NETSNMP_DS_LIB_DONT_READ_CONFIGS, 1);
 	netsnmp_ds_set_boolean(NETSNMP_DS_LIBRARY_ID, NETSNMP_DS_LIB_DONT_PERSIST_STATE, 1);
@@ -119,10 +158,8 @@ main(int argc, char **argv)
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 
-	snmp_alarm_register(1, SA_REPEAT, poll_node, NULL);
 	snmp_log(LOG_INFO, "mailnode-snmp: serving (AgentX %s, node %s)\n", agentx, control);
-	while (!stop)
-		agent_check_and_process(1);
+	serve();
 	snmp_shutdown("mailnode-snmp");
 	snapshot_free_all();
 	return 0;

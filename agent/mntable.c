@@ -152,13 +152,17 @@ mntable_handler(netsnmp_mib_handler *handler, netsnmp_handler_registration *reg,
 			netsnmp_set_request_error(reqinfo, requests, err);
 		break;
 	case MODE_SET_ACTION:
-		break;
-	case MODE_SET_COMMIT:
-		if ((err = set_txn_commit(reqinfo)) != SNMP_ERR_NOERROR)
+		if ((err = set_txn_action(reqinfo)) != SNMP_ERR_NOERROR)
 			netsnmp_set_request_error(reqinfo, requests, err);
 		break;
-	case MODE_SET_FREE:
 	case MODE_SET_UNDO:
+		if ((err = set_txn_undo(reqinfo)) != SNMP_ERR_NOERROR)
+			netsnmp_set_request_error(reqinfo, requests, err);
+		break;
+	case MODE_SET_COMMIT:
+		set_txn_commit(reqinfo);
+		break;
+	case MODE_SET_FREE:
 		set_txn_abort(reqinfo);
 		break;
 	default:

@@ -2,7 +2,7 @@
  * serves. A table is a sorted list of rows with index OIDs and a getter
  * per column; GET and GETNEXT are answered from the snapshot, SETs are
  * checked and staged per varbind (RESERVE1), validated together (RESERVE2)
- * and applied together (COMMIT) by set_txn. A scalar group is a table of
+ * and applied together (ACTION) by set_txn. A scalar group is a table of
  * one row whose index is .0. */
 #ifndef MAILNODE_MNTABLE_H
 #define MAILNODE_MNTABLE_H

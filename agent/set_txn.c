@@ -1,7 +1,13 @@
 /* set_txn: building the document stream of a SET. Services take partial
  * documents (only the named settings change); a Tenant document is whole,
  * so the tenant's stored spec is read and written back with the changed
- * fields. */
+ * fields. The stored documents read on the way make the undo stream.
+ *
+ * Over AgentX the phases arrive as TestSet (RESERVE1, RESERVE2), CommitSet
+ * (ACTION), UndoSet (UNDO) and CleanupSet (COMMIT or FREE), and snmpd
+ * answers the manager after CommitSet: so the change is applied in ACTION,
+ * where a failure still reaches the manager (commitFailed), and undone with
+ * the undo stream when another part of the request failed. */
 #include "set_txn.h"
 
 #include <stdio.h>
@@ -37,25 +43,36 @@ struct txn_rule {
 };
 
 static struct {
-	void			*owner;		/* the request's agent info */
+	long			 owner;		/* the request's transaction id */
 	int			 phase;
-	bool			 validated, committed;
+	bool			 validated, applied;
 	int			 verdict;
 	struct txn_change	 ch[TXN_MAX];
 	size_t			 nch;
 	struct txn_rule		 rules[TXN_MAX];
 	size_t			 nrules;
-	uint32_t		 thr[TRAPS_NTHRESHOLDS];
+	uint32_t		 thr[TRAPS_NTHRESHOLDS], thr_old[TRAPS_NTHRESHOLDS];
 	bool			 thr_set[TRAPS_NTHRESHOLDS];
-	struct buf		 stream;
+	struct buf		 stream, undo;
 } txn;
 
+/* The phases of one SET come in separate AgentX messages (TestSet,
+ * CommitSet, CleanupSet), each with its own agent request; the AgentX
+ * transaction id is what they share. */
+static long
+txn_id(netsnmp_agent_request_info *ri)
+{
+	return ri && ri->asp && ri->asp->pdu ? ri->asp->pdu->transid : -1;
+}
+
 static void
-txn_reset(void *owner)
+txn_reset(long owner)
 {
 	buf_free(&txn.stream);
+	buf_free(&txn.undo);
 	memset(&txn, 0, sizeof(txn));
 	buf_init(&txn.stream, 0);
+	buf_init(&txn.undo, 0);
 	txn.owner = owner;
 	txn.phase = MODE_SET_RESERVE1;
 }
@@ -64,8 +81,8 @@ void
 set_txn_begin(netsnmp_agent_request_info *ri)
 {
 	/* The same request passes RESERVE1 once per handler. */
-	if (txn.owner != ri || txn.phase != MODE_SET_RESERVE1)
-		txn_reset(ri);
+	if (txn.owner != txn_id(ri) || txn.phase != MODE_SET_RESERVE1)
+		txn_reset(txn_id(ri));
 }
 
 static struct txn_change *
@@ -276,7 +293,8 @@ emit_map(struct yamlw *w, const struct ydoc_node *map, const char *prefix, struc
 	size_t i, k, plen = strlen(prefix);
 
 	yamlw_map(w);
-	for (i = 0; map && map->type == YDOC_MAP && i + 1 < map->n; i += 2) {
+	/* A map's n counts pairs: items[2i] is a key, items[2i + 1] its value. */
+	for (i = 0; map && map->type == YDOC_MAP && i < 2 * map->n; i += 2) {
 		const char *key = ydoc_str(map->items[i]);
 		bool done = false, below = false;
 
@@ -372,9 +390,51 @@ fetch_spec(enum txn_scope scope, const char *name, struct ydoc_stream **st,
 	return SNMP_ERR_NOERROR;
 }
 
-/* One document for a scope with staged changes. */
+static void
+doc_head(struct yamlw *w, enum txn_scope scope, const char *name)
+{
+	yamlw_doc(w);
+	yamlw_map(w);
+	yamlw_kstr(w, "apiVersion", "mailnode/v1");
+	yamlw_kstr(w, "kind", scope == TXN_SERVICE ? "Service" : "Tenant");
+	yamlw_str(w, "metadata");
+	yamlw_map(w);
+	yamlw_kstr(w, "name", name);
+	yamlw_map_end(w);
+	yamlw_str(w, "spec");
+}
+
+/* What a Service document must say to put back the stored values of the
+ * settings this transaction changes. */
+static void
+emit_service_undo(struct yamlw *u, const struct ydoc_node *spec, const struct ov_set *o, bool access)
+{
+	const struct ydoc_node *v;
+	size_t k;
+
+	yamlw_map(u);
+	for (k = 0; k < o->n; k++)
+		if ((v = ydoc_get(spec, o->c[k]->key)) != NULL) {
+			yamlw_str(u, o->c[k]->key);
+			yamlw_node(u, v);
+		}
+	if (access) {
+		yamlw_str(u, "access");
+		if ((v = ydoc_get(spec, "access")) != NULL)
+			yamlw_node(u, v);
+		else {
+			yamlw_map(u);
+			yamlw_kstr(u, "mode", "open");
+			yamlw_map_end(u);
+		}
+	}
+	yamlw_map_end(u);
+}
+
+/* One document for a scope with staged changes (w), and the one that
+ * restores what is stored now (u). */
 static int
-emit_scope(struct yamlw *w, enum txn_scope scope, const char *name)
+emit_scope(struct yamlw *w, struct yamlw *u, enum txn_scope scope, const char *name)
 {
 	struct ydoc_stream *st = NULL;
 	const struct ydoc_node *spec;
@@ -400,18 +460,21 @@ emit_scope(struct yamlw *w, enum txn_scope scope, const char *name)
 	}
 	if (acc.touched || rules)
 		o.access = &acc;
-	yamlw_doc(w);
-	yamlw_map(w);
-	yamlw_kstr(w, "apiVersion", "mailnode/v1");
-	yamlw_kstr(w, "kind", scope == TXN_SERVICE ? "Service" : "Tenant");
-	yamlw_str(w, "metadata");
-	yamlw_map(w);
-	yamlw_kstr(w, "name", name);
-	yamlw_map_end(w);
-	yamlw_str(w, "spec");
+	doc_head(w, scope, name);
 	/* A Service document names only what changes; a Tenant's is whole. */
 	emit_map(w, scope == TXN_TENANT ? spec : NULL, "", &o);
 	yamlw_map_end(w);
+	doc_head(u, scope, name);
+	if (scope == TXN_TENANT) {
+		if (spec)
+			yamlw_node(u, spec);
+		else {
+			yamlw_map(u);
+			yamlw_map_end(u);
+		}
+	} else
+		emit_service_undo(u, spec, &o, o.access != NULL);
+	yamlw_map_end(u);
 	ydoc_free(st);
 	return SNMP_ERR_NOERROR;
 }
@@ -433,28 +496,30 @@ seen_before(enum txn_scope scope, const char *name, size_t ch_upto, size_t rule_
 static int
 build_stream(void)
 {
-	struct yamlw w;
+	struct yamlw w, u;
 	size_t i;
 	int err = SNMP_ERR_NOERROR;
 
 	buf_reset(&txn.stream);
+	buf_reset(&txn.undo);
 	if (txn.nch == 0 && txn.nrules == 0)
 		return SNMP_ERR_NOERROR;
 	yamlw_begin(&w, &txn.stream);
+	yamlw_begin(&u, &txn.undo);
 	for (i = 0; i < txn.nch && err == SNMP_ERR_NOERROR; i++)
 		if (!seen_before(txn.ch[i].scope, txn.ch[i].name, i, 0))
-			err = emit_scope(&w, txn.ch[i].scope, txn.ch[i].name);
+			err = emit_scope(&w, &u, txn.ch[i].scope, txn.ch[i].name);
 	for (i = 0; i < txn.nrules && err == SNMP_ERR_NOERROR; i++)
 		if (!seen_before(txn.rules[i].scope, txn.rules[i].name, txn.nch, i))
-			err = emit_scope(&w, txn.rules[i].scope, txn.rules[i].name);
-	if (yamlw_end(&w) == -1 && err == SNMP_ERR_NOERROR)
+			err = emit_scope(&w, &u, txn.rules[i].scope, txn.rules[i].name);
+	if ((yamlw_end(&w) == -1 || yamlw_end(&u) == -1) && err == SNMP_ERR_NOERROR)
 		err = SNMP_ERR_GENERR;
 	return err;
 }
 
 /* The node's verdict on an apply as an SNMP error. */
 static int
-apply(bool dry_run)
+apply(const struct buf *stream, bool dry_run)
 {
 	struct buf out;
 	char err[256];
@@ -462,11 +527,12 @@ apply(bool dry_run)
 
 	buf_init(&out, 0);
 	status = node_request("POST", dry_run ? "/v1/apply?dryRun=true" : "/v1/apply",
-	    buf_data(&txn.stream), buf_len(&txn.stream), &out, err, sizeof(err));
+	    buf_data(stream), buf_len(stream), &out, err, sizeof(err));
 	if (status != 200) {
 		snmp_log(LOG_WARNING, "mailnode-snmp: SET refused (%d): %s\n", status,
 		    status == -1 ? err : buf_cstr(&out));
-		snmp_log(LOG_DEBUG, "mailnode-snmp: the documents were:\n%s\n", buf_cstr(&txn.stream));
+		snmp_log(LOG_DEBUG, "mailnode-snmp: the documents were:\n%.*s\n",
+		    (int)buf_len(stream), buf_data(stream));
 	}
 	buf_free(&out);
 	switch (status) {
@@ -489,49 +555,79 @@ apply(bool dry_run)
 int
 set_txn_validate(netsnmp_agent_request_info *ri)
 {
-	if (txn.owner != ri)
+	if (txn.owner != txn_id(ri))
 		return SNMP_ERR_GENERR;
 	txn.phase = MODE_SET_RESERVE2;
 	if (txn.validated)
 		return SNMP_ERR_NOERROR;	/* told once, on the first handler */
 	txn.validated = true;
 	if ((txn.verdict = build_stream()) == SNMP_ERR_NOERROR && buf_len(&txn.stream) > 0)
-		txn.verdict = apply(true);
+		txn.verdict = apply(&txn.stream, true);
 	return txn.verdict;
 }
 
 int
-set_txn_commit(netsnmp_agent_request_info *ri)
+set_txn_action(netsnmp_agent_request_info *ri)
 {
 	unsigned i;
-	bool any;
-	int err;
 
-	if (txn.owner != ri || !txn.validated || txn.verdict != SNMP_ERR_NOERROR)
+	if (txn.owner != txn_id(ri) || !txn.validated || txn.verdict != SNMP_ERR_NOERROR)
 		return SNMP_ERR_COMMITFAILED;
-	txn.phase = MODE_SET_COMMIT;
-	if (txn.committed)
+	txn.phase = MODE_SET_ACTION;
+	if (txn.applied)
 		return SNMP_ERR_NOERROR;
-	txn.committed = true;
-	if (buf_len(&txn.stream) > 0 && (err = apply(false)) != SNMP_ERR_NOERROR) {
-		/* Nothing was stored: apply is all-or-nothing. */
+	/* All or nothing: a failed apply stored nothing. */
+	if (buf_len(&txn.stream) > 0 && apply(&txn.stream, false) != SNMP_ERR_NOERROR) {
 		snapshot_invalidate();
 		return SNMP_ERR_COMMITFAILED;
 	}
-	for (i = 0, any = false; i < TRAPS_NTHRESHOLDS; i++)
-		if (txn.thr_set[i]) {
+	txn.applied = true;
+	for (i = 0; i < TRAPS_NTHRESHOLDS; i++) {
+		txn.thr_old[i] = traps_threshold(i);
+		if (txn.thr_set[i])
 			traps_threshold_set(i, txn.thr[i]);
-			any = true;
-		}
-	if (any && traps_thresholds_save() == -1)
-		snmp_log(LOG_WARNING, "mailnode-snmp: thresholds set but not saved to disk\n");
+	}
 	snapshot_invalidate();
 	return SNMP_ERR_NOERROR;
+}
+
+int
+set_txn_undo(netsnmp_agent_request_info *ri)
+{
+	unsigned i;
+	int err = SNMP_ERR_NOERROR;
+
+	if (txn.owner != txn_id(ri) || !txn.applied)
+		return SNMP_ERR_NOERROR;
+	txn.applied = false;
+	for (i = 0; i < TRAPS_NTHRESHOLDS; i++)
+		traps_threshold_set(i, txn.thr_old[i]);
+	if (buf_len(&txn.undo) > 0 && apply(&txn.undo, false) != SNMP_ERR_NOERROR)
+		err = SNMP_ERR_UNDOFAILED;
+	snapshot_invalidate();
+	return err;
+}
+
+void
+set_txn_commit(netsnmp_agent_request_info *ri)
+{
+	unsigned i;
+
+	if (txn.owner != txn_id(ri) || !txn.applied)
+		return;
+	txn.phase = MODE_SET_COMMIT;
+	for (i = 0; i < TRAPS_NTHRESHOLDS; i++)
+		if (txn.thr_set[i]) {
+			if (traps_thresholds_save() == -1)
+				snmp_log(LOG_WARNING, "mailnode-snmp: thresholds set but not saved to disk\n");
+			break;
+		}
+	txn_reset(-1);
 }
 
 void
 set_txn_abort(netsnmp_agent_request_info *ri)
 {
-	if (txn.owner == ri)
-		txn_reset(NULL);
+	if (txn.owner == txn_id(ri))
+		txn_reset(-1);
 }

@@ -1,8 +1,10 @@
 /* set_txn: the changes of one SNMP SET request, gathered varbind by
  * varbind (RESERVE1), turned into one stream of provisioning documents and
- * validated by a dry-run apply through the node (RESERVE2), then applied in
- * one go (COMMIT). The node's apply is all-or-nothing, so a SET is either
- * wholly stored or not at all. */
+ * validated by a dry-run apply through the node (RESERVE2), applied in one
+ * go (ACTION: AgentX's CommitSet, the last phase whose failure reaches the
+ * manager), undone with the documents as they were stored (UNDO), made
+ * final (COMMIT) or dropped (FREE). The node's apply is all-or-nothing, so
+ * a SET is wholly stored or not at all. */
 #ifndef MAILNODE_SET_TXN_H
 #define MAILNODE_SET_TXN_H
 
@@ -32,7 +34,9 @@ int	 set_txn_rule(enum txn_scope, const char *name, const char *address, enum tx
 int	 set_txn_threshold(unsigned which, uint32_t value);
 
 int	 set_txn_validate(netsnmp_agent_request_info *);
-int	 set_txn_commit(netsnmp_agent_request_info *);
+int	 set_txn_action(netsnmp_agent_request_info *);
+int	 set_txn_undo(netsnmp_agent_request_info *);
+void	 set_txn_commit(netsnmp_agent_request_info *);
 void	 set_txn_abort(netsnmp_agent_request_info *);
 
 #endif
