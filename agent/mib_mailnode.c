@@ -6,10 +6,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "access.h"
 #include "mib_oids.h"
 #include "mntable.h"
 #include "set_txn.h"
+#include "snmp_index.h"
 #include "settings.h"
 #include "traps.h"
 
@@ -307,61 +307,18 @@ rule_get(const struct snapshot *s, size_t row, unsigned col, netsnmp_variable_li
 	return -1;
 }
 
-/* A length-prefixed printable string of an index; -1 if malformed. */
-static int
-index_string(const oid **p, size_t *left, size_t max, char *out)
-{
-	size_t n, i;
-
-	if (*left < 1 || (*p)[0] < 1 || (*p)[0] > max || *left < 1 + (*p)[0])
-		return -1;
-	n = (*p)[0];
-	for (i = 0; i < n; i++) {
-		oid c = (*p)[1 + i];
-
-		if (c < 0x21 || c > 0x7e)
-			return -1;
-		out[i] = (char)c;
-	}
-	out[n] = '\0';
-	*p += 1 + n;
-	*left -= 1 + n;
-	return 0;
-}
-
-/* Whether the node takes this address pattern (its own parser decides). */
-static bool
-pattern_valid(const char *addr)
-{
-	struct access_rules *r;
-	char json[128], err[128];
-	size_t i;
-
-	for (i = 0; addr[i]; i++)
-		if (strchr("0123456789abcdefABCDEF.:*/", addr[i]) == NULL)
-			return false;
-	snprintf(json, sizeof(json), "{\"mode\":\"deny-listed\",\"addresses\":[\"%s\"]}", addr);
-	if ((r = access_rules_compile(json, NULL, err, sizeof(err))) == NULL)
-		return false;
-	access_rules_free(r);
-	return true;
-}
-
 static int
 rule_set(const struct snapshot *s, const oid *idx, size_t idxlen, unsigned col,
     const netsnmp_variable_list *v)
 {
-	char scope[64], addr[64];
-	const oid *p = idx + 1;
-	size_t left = idxlen ? idxlen - 1 : 0;
+	char scope[SNMP_INDEX_SCOPE_MAX + 1], addr[SNMP_INDEX_ADDR_MAX + 1];
 	enum txn_rule_op op;
 	long n;
-	int err;
+	int err, type;
 
 	if (col != 5)
 		return SNMP_ERR_NOTWRITABLE;
-	if (idxlen < 1 || (idx[0] != 1 && idx[0] != 2) || index_string(&p, &left, 63, scope) == -1 ||
-	    index_string(&p, &left, 50, addr) == -1 || left != 0)
+	if (snmp_index_rule_decode(idx, idxlen, &type, scope, addr) == -1)
 		return SNMP_ERR_NOCREATION;
 	if ((err = mnt_want_int(v, 1, 6, &n)) != SNMP_ERR_NOERROR)
 		return err;
@@ -371,7 +328,7 @@ rule_set(const struct snapshot *s, const oid *idx, size_t idxlen, unsigned col,
 	case 6: op = RULE_DESTROY; break;
 	default: return SNMP_ERR_WRONGVALUE;	/* createAndWait, notInService, notReady */
 	}
-	if (idx[0] == 1) {
+	if (type == SNMP_SCOPE_SERVICE) {
 		const struct snap_service *x = snapshot_service_by_name(s, scope);
 
 		if (x == NULL)
@@ -380,9 +337,9 @@ rule_set(const struct snapshot *s, const oid *idx, size_t idxlen, unsigned col,
 			return SNMP_ERR_INCONSISTENTVALUE;
 	} else if (snapshot_tenant_by_name(s, scope) == NULL)
 		return SNMP_ERR_INCONSISTENTNAME;
-	if (op == RULE_CREATE && !pattern_valid(addr))
+	if (op == RULE_CREATE && !snmp_index_pattern_ok(addr))
 		return SNMP_ERR_WRONGVALUE;
-	return set_txn_rule(idx[0] == 1 ? TXN_SERVICE : TXN_TENANT, scope, addr, op) == 0 ?
+	return set_txn_rule(type == SNMP_SCOPE_SERVICE ? TXN_SERVICE : TXN_TENANT, scope, addr, op) == 0 ?
 	    SNMP_ERR_NOERROR : SNMP_ERR_RESOURCEUNAVAILABLE;
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "node_client.h"
+#include "snmp_index.h"
 #include "ydoc.h"
 
 static struct snapshot	 snap_empty, *snap_cur;
@@ -269,19 +270,7 @@ read_node(struct snapshot *s, const struct ydoc_node *status, const struct ydoc_
 int
 snapshot_rule_index(int type, const char *scope, const char *address, oid *out, size_t *len)
 {
-	size_t ns = strlen(scope), na = strlen(address), i, k = 0;
-
-	if (ns < 1 || ns > 63 || na < 1 || na > 50)
-		return -1;
-	out[k++] = (oid)type;
-	out[k++] = ns;
-	for (i = 0; i < ns; i++)
-		out[k++] = (unsigned char)scope[i];
-	out[k++] = na;
-	for (i = 0; i < na; i++)
-		out[k++] = (unsigned char)address[i];
-	*len = k;
-	return 0;
+	return snmp_index_rule_encode(type, scope, address, out, len);
 }
 
 static int

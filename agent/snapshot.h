@@ -13,6 +13,11 @@
 #include <net-snmp/net-snmp-config.h>
 #include <net-snmp/net-snmp-includes.h>
 
+#include "snmp_index.h"
+
+/* The index codec works on unsigned long: Net-SNMP's oid must be that. */
+_Static_assert(sizeof(oid) == sizeof(unsigned long), "oid is not unsigned long");
+
 enum { ACCESS_MODE_OPEN = 1, ACCESS_MODE_DENY = 2, ACCESS_MODE_ALLOW = 3 };
 enum { OPER_STOPPED = 1, OPER_STARTING, OPER_RUNNING, OPER_STOPPING, OPER_FAILED };
 
@@ -52,7 +57,7 @@ struct snap_tenant {
 /* One access rule: an address of a service's or tenant's list, with its
  * table index (type, name, address as length-prefixed strings). */
 struct snap_rule {
-	oid		 idx[1 + 1 + 63 + 1 + 50];
+	oid		 idx[SNMP_INDEX_RULE_MAX];
 	size_t		 idxlen;
 	int		 type;		/* 1 service, 2 tenant */
 	const char	*scope;		/* points into the service or tenant */

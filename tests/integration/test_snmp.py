@@ -337,6 +337,43 @@ def test_tenant_limit_notification(env):
     assert acme > 0
 
 
+def control(node, method, path):
+    """One request to the node's control socket: (status, YAML documents)."""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(os.path.join(node.state_dir, "run", "control.sock"))
+    s.sendall(("%s %s\n" % (method, path)).encode())
+    s.shutdown(socket.SHUT_WR)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    status, _, body = data.decode().partition("\n")
+    return int(status), list(yaml.safe_load_all(body))
+
+
+def test_stats_routes_the_subagent_reads(env):
+    node, snmp = env
+    status, docs = control(node, "GET", "/v1/stats/tenants")
+    assert status == 200 and docs[0]["kind"] == "TenantStatsList"
+    items = {t["name"]: t for t in docs[0]["items"]}
+    acme = items["acme"]
+    assert acme["mailboxes"] == 2 and acme["domains"] == 1
+    assert acme["limits"]["storage"] == 2 * 1024 ** 3 and acme["limits"]["messageSize"] == 10 * 1024 ** 2
+    assert acme["access"]["mode"] == "deny-listed"
+    assert acme["messagesIn"] >= 1 and acme["bytesIn"] > 0 and acme["authFailures"] >= 1
+    assert items["beta"]["state"] == "suspended" and items["beta"]["messagesIn"] == 0
+    assert [t["id"] for t in docs[0]["items"]] == sorted(t["id"] for t in docs[0]["items"])
+    status, docs = control(node, "GET", "/v1/stats")
+    assert status == 200 and docs[0]["kind"] == "NodeStats"
+    assert docs[0]["configGeneration"] >= 1
+    assert docs[0]["traffic"]["messagesIn"] >= 1
+    assert set(docs[0]["queue"]) >= {"messages", "bytes", "oldestAge", "held", "deferred"}
+    assert control(node, "POST", "/v1/stats")[0] == 405
+
+
 def test_reconnects_after_snmpd_and_node_restart(env):
     node, snmp = env
     snmp.stop_snmpd()
