@@ -62,9 +62,12 @@ class Snmp:
             "dontLogTCPWrappersConnects yes",
             'createUser noc-ro SHA "%s" AES "%s"' % u["noc-ro"],
             'createUser noc-rw SHA "%s" AES "%s"' % u["noc-rw"],
-            "view all included .1",
-            "rouser noc-ro priv -V all",
-            "rwuser noc-rw priv -V all",
+            "group noc-readers usm noc-ro",
+            "group noc-operators usm noc-rw",
+            "view noc-read included .1",
+            "view noc-write included .1.3.6.1.4.1.32473.1",
+            'access noc-readers "" usm priv exact noc-read none none',
+            'access noc-operators "" usm priv exact noc-read noc-write none',
         ]
         if self.trap_port:
             lines.append("trapsess -Ci -r 3 -t 2 -v 3 -u noc-trap -l authPriv -a SHA -A %s -x AES "

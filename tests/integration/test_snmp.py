@@ -300,6 +300,9 @@ def test_read_only_user_cannot_set(env):
     r = snmp.set("%s.5.%d" % (SERVICE, http), "i", "2", user="noc-ro", check=False)
     assert r.returncode != 0 and ("noAccess" in r.stderr or "authorizationError" in r.stderr), r.stderr
     assert node.service("http")["status"]["state"] == "running"
+    # The read-write user writes MAILNODE-MIB only, not snmpd's own objects.
+    r = snmp.set(".1.3.6.1.2.1.1.6.0", "s", "elsewhere", check=False)
+    assert r.returncode != 0 and ("noAccess" in r.stderr or "notWritable" in r.stderr), r.stderr
 
 
 def test_wrong_passphrase_gets_nothing(env):
