@@ -49,7 +49,7 @@ node_get(const struct snapshot *s, size_t row, unsigned col, netsnmp_variable_li
 	switch (col) {
 	case 1: mnt_set_str(v, s->version); return 0;
 	case 2: mnt_set_u32(v, ASN_TIMETICKS, s->uptime * 100); return 0;
-	case 3: mnt_set_u32(v, ASN_UNSIGNED, s->generation); return 0;
+	case 3: mnt_set_u32(v, ASN_UNSIGNED, s->generation & 0xffffffffu); return 0;	/* wraps */
 	case 4: mnt_set_int(v, s->db_up ? 1 : 2); return 0;
 	case 5: mnt_set_u32(v, ASN_GAUGE, s->sessions); return 0;
 	case 6: mnt_set_int(v, s->reachable ? 1 : 2); return 0;

@@ -18,6 +18,13 @@ timestamp(time_t t)
 	return t > agent_started ? (uint64_t)(t - agent_started) * 100 : 0;
 }
 
+/* Counter32 values wrap like counters do. */
+static void
+c32(netsnmp_variable_list *v, uint64_t x)
+{
+	mnt_set_u32(v, ASN_COUNTER, x & 0xffffffffu);
+}
+
 /* applTable */
 static size_t
 appl_rows(const struct snapshot *s)
@@ -49,8 +56,8 @@ appl_get(const struct snapshot *s, size_t row, unsigned col, netsnmp_variable_li
 		return 0;
 	case 7: mnt_set_u32(v, ASN_TIMETICKS, timestamp(x->since)); return 0; /* applLastChange */
 	case 8: mnt_set_u32(v, ASN_GAUGE, x->current); return 0;	/* applInboundAssociations */
-	case 10: mnt_set_u32(v, ASN_COUNTER, x->total); return 0;	/* ...AccumulatedInbound... */
-	case 14: mnt_set_u32(v, ASN_COUNTER, x->rejected); return 0;	/* applRejectedInbound... */
+	case 10: c32(v, x->total); return 0;				/* ...AccumulatedInbound... */
+	case 14: c32(v, x->rejected); return 0;				/* applRejectedInbound... */
 	case 16: mnt_set_str(v, x->description); return 0;		/* applDescription */
 	}
 	return -1;
@@ -84,13 +91,6 @@ group_index(const struct snapshot *s, size_t row, oid *idx, size_t *len)
 	idx[0] = spool(s)->index;
 	idx[1] = 1;	/* one group: the spool's queue */
 	*len = 2;
-}
-
-/* Counter32 values wrap like counters do. */
-static void
-c32(netsnmp_variable_list *v, uint64_t x)
-{
-	mnt_set_u32(v, ASN_COUNTER, x & 0xffffffffu);
 }
 
 static int

@@ -193,6 +193,10 @@ def test_settings_set_through_snmp_are_stored(env):
                  check=False)
     assert r.returncode != 0 and "wrongValue" in r.stderr
     assert node.service("smtp")["spec"]["maxClients"] == 77
+    # A varbind no handler takes fails the whole PDU: ours is not applied either.
+    r = snmp.set("%s.8.%d" % (SERVICE, smtp), "u", "55", MN + ".9.0", "u", "1", check=False)
+    assert r.returncode != 0, r.stdout
+    assert node.service("smtp")["spec"]["maxClients"] == 77
     fresh(snmp, "%s.8.%d" % (SERVICE, smtp), "77")
 
 
@@ -271,6 +275,16 @@ def test_rowstatus_rule_blocks_an_address(env):
     assert node.service("smtp")["spec"]["access"]["addresses"] in ([], None)
     assert wait_until(lambda: banner(port, src).startswith("220"), 5)
     snmp.set("%s.15.%d" % (SERVICE, smtp), "i", "1")
+    # A tenant's rules: added to and removed from its list, the rest kept.
+    trow = "%s.5.2.%s.%s" % (RULE, str_index("acme"), str_index("203.0.113.9"))
+    snmp.set(trow, "i", "4")
+    spec = node.ctl_yaml("get", "tenants", "acme")[0]["spec"]
+    assert spec["access"] == {"mode": "deny-listed",
+                              "addresses": ["192.0.2.7", "198.51.100.0/24", "203.0.113.9"]}
+    assert spec["limits"]["domains"] == 3
+    snmp.set(trow, "i", "6")
+    spec = node.ctl_yaml("get", "tenants", "acme")[0]["spec"]
+    assert spec["access"]["addresses"] == ["192.0.2.7", "198.51.100.0/24"]
 
 
 def test_tenant_counters_follow_mail_and_failed_logins(env):
@@ -375,6 +389,40 @@ def test_stats_routes_the_subagent_reads(env):
     assert docs[0]["traffic"]["messagesIn"] >= 1
     assert set(docs[0]["queue"]) >= {"messages", "bytes", "oldestAge", "held", "deferred"}
     assert control(node, "POST", "/v1/stats")[0] == 405
+
+
+def test_queue_backlog_notification(env):
+    node, snmp = env
+    node.ctl("service", "stop", "spool")
+    try:
+        for i in range(2):
+            with smtplib.SMTP("127.0.0.1", node.port(2525), timeout=30) as c:
+                c.sendmail("someone@example.org", ["bob@acme.test"], b"Subject: %d\r\n\r\nq\r\n" % i)
+        fresh(snmp, MN + ".5.1.0", "2", timeout=10)     # mnQueueDepth
+        snmp.set(MN + ".6.1.0", "u", "1")
+        notif = MN.rsplit(".", 1)[0] + ".0.2"
+        assert wait_until(lambda: notif in snmp.traps_text(), 15), snmp.traps_text()
+        assert MN + ".5.1.0 = Gauge32: 2" in snmp.traps_text()
+    finally:
+        snmp.set(MN + ".6.1.0", "u", "1000")
+        node.ctl("service", "start", "spool")
+    fresh(snmp, MN + ".5.1.0", "0", timeout=20)
+
+
+def test_auth_failure_burst_notification(env):
+    node, snmp = env
+    snmp.set(MN + ".6.2.0", "u", "2", MN + ".6.3.0", "u", "120")
+    ctx = ssl.create_default_context(cafile=os.path.join(node.state_dir, "tls", "ca.pem"))
+    try:
+        for _ in range(3):
+            with smtplib.SMTP_SSL("localhost", node.port(2465), timeout=30, context=ctx,
+                                  source_address=("127.0.0.31", 0)) as c:
+                with pytest.raises(smtplib.SMTPAuthenticationError):
+                    c.login("bob@acme.test", "not the password")
+        notif = MN.rsplit(".", 1)[0] + ".0.4"
+        assert wait_until(lambda: notif in snmp.traps_text(), 15), snmp.traps_text()
+    finally:
+        snmp.set(MN + ".6.2.0", "u", "50", MN + ".6.3.0", "u", "60")
 
 
 def test_reconnects_after_snmpd_and_node_restart(env):
