@@ -75,14 +75,14 @@ serve(void)
 }
 
 static void
-usage(void)
+usage(int rc)
 {
-	fprintf(stderr, "usage: mailnode-snmp [--state-dir DIR] [--control SOCKET] "
+	fprintf(rc ? stderr : stdout, "usage: mailnode-snmp [--state-dir DIR] [--control SOCKET] "
 	    "[--agentx SOCKET] [--thresholds FILE] [--debug]\n"
 	    "  --state-dir DIR   the node's state directory (default /var/lib/mailnode):\n"
 	    "                    control socket DIR/run/control.sock, AgentX socket\n"
 	    "                    DIR/run/agentx.sock, thresholds DIR/snmp/thresholds\n");
-	exit(2);
+	exit(rc);
 }
 
 int
@@ -109,11 +109,12 @@ main(int argc, char **argv)
 		case 'x': snprintf(agentx, sizeof(agentx), "%s", optarg); break;
 		case 't': snprintf(thresholds, sizeof(thresholds), "%s", optarg); break;
 		case 'd': debug = 1; break;
-		default: usage();
+		case 'h': usage(0); break;
+		default: usage(2);
 		}
 	}
 	if (optind != argc)
-		usage();
+		usage(2);
 	if (!control[0])
 		snprintf(control, sizeof(control), "%s/run/control.sock", state);
 	if (!agentx[0])

@@ -2,10 +2,12 @@
  * snmpd over AgentX; snmpd sends them to its trap sinks (trapsess). */
 #include "traps.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <net-snmp/agent/net-snmp-agent-includes.h>
@@ -43,9 +45,16 @@ int
 traps_init(const char *path)
 {
 	FILE *f;
-	char line[256];
+	char line[256], *slash;
 
 	snprintf(state_path, sizeof(state_path), "%s", path);
+	/* Its directory, private, so a first SET can save the thresholds. */
+	if ((slash = strrchr(state_path, '/')) != NULL && slash != state_path) {
+		*slash = '\0';
+		if (mkdir(state_path, 0700) == -1 && errno != EEXIST)
+			snmp_log(LOG_WARNING, "mailnode-snmp: %s: %s\n", state_path, strerror(errno));
+		*slash = '/';
+	}
 	if ((f = fopen(path, "r")) == NULL)
 		return 0;
 	while (fgets(line, sizeof(line), f)) {
