@@ -135,7 +135,8 @@ fetch(MYSQL *m, struct due *out, size_t max)
 	    "TIMESTAMPDIFF(SECOND, m.received_at, NOW()), m.qid, m.sender, m.envid, r.address, "
 	    "r.orcpt, r.notify, m.ret_hdrs, m.smtputf8, "
 	    "COALESCE((SELECT t.name FROM tenants t WHERE t.id = m.tenant_id), '') "
-	    "FROM queue_recipients r JOIN queue_messages m ON m.id = r.message_id WHERE r.mailbox_id IS NULL AND r.state IN ('queued', 'deferred') "
+	    "FROM queue_recipients r JOIN queue_messages m ON m.id = r.message_id "
+	    "WHERE r.mailbox_id IS NULL AND r.state IN ('queued', 'deferred') "
 	    "AND r.next_attempt <= NOW() AND m.held = FALSE ORDER BY m.id, "
 	    "SUBSTRING_INDEX(r.address, '@', -1), r.id LIMIT %zu", max);
 	if (exec(m, sql) == -1 || (res = mysql_store_result(m)) == NULL)
