@@ -25,6 +25,12 @@ node_client_init(const char *path, int ms)
 	timeout_ms = ms;
 }
 
+void
+node_client_timeout(int ms)
+{
+	timeout_ms = ms;
+}
+
 static long
 now_ms(void)
 {

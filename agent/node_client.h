@@ -9,6 +9,8 @@
 
 /* Where the control socket is (STATE/run/control.sock). */
 void	 node_client_init(const char *socket_path, int timeout_ms);
+/* The time one request may take from now on (milliseconds). */
+void	 node_client_timeout(int timeout_ms);
 /* Send and wait for the whole answer; returns the HTTP-like status (200,
  * 400, ...) with the YAML in out, or -1 when the node cannot be reached
  * (err says why). */

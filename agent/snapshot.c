@@ -13,6 +13,14 @@
 
 static struct snapshot	 snap_empty, *snap_cur;
 static long		 snap_at_ms = -1;	/* monotonic time of the last refresh */
+static long		 snap_retry_ms = -1;	/* no new try before, after a failed one */
+
+/* A node that does not answer must not stall the agent (snmpd gives up on
+ * a subagent that is silent for agentXTimeout): reads of the state have a
+ * short deadline, and after a failure the next try waits a little. */
+#define SNAP_READ_TIMEOUT_MS	1500
+#define SNAP_SET_TIMEOUT_MS	4000
+#define SNAP_RETRY_MS		3000
 
 static long
 mono_ms(void)
@@ -386,12 +394,20 @@ snapshot_get(unsigned max_age_ms)
 		snap_cur = &snap_empty;
 	if (snap_at_ms >= 0 && now - snap_at_ms < (long)max_age_ms && max_age_ms > 0)
 		return snap_cur;
+	if (snap_retry_ms >= 0 && now < snap_retry_ms && max_age_ms > 0)
+		return snap_cur;
 	snap_at_ms = now;
-	if ((s = refresh()) != NULL) {
+	node_client_timeout(SNAP_READ_TIMEOUT_MS);
+	s = refresh();
+	node_client_timeout(SNAP_SET_TIMEOUT_MS);
+	if (s != NULL) {
 		snap_free(snap_cur);
 		snap_cur = s;
-	} else
+		snap_retry_ms = -1;
+	} else {
 		snap_cur->reachable = false;
+		snap_retry_ms = mono_ms() + SNAP_RETRY_MS;
+	}
 	return snap_cur;
 }
 
@@ -399,6 +415,7 @@ void
 snapshot_invalidate(void)
 {
 	snap_at_ms = -1;
+	snap_retry_ms = -1;
 }
 
 void

@@ -3,6 +3,7 @@ subagent over AgentX in front of a real node, driven with snmpget,
 snmpwalk, snmpbulkwalk and snmpset, and snmptrapd receiving the
 notifications."""
 import os
+import signal
 import smtplib
 import socket
 import ssl
@@ -433,6 +434,17 @@ def test_reconnects_after_snmpd_and_node_restart(env):
     assert wait_until(lambda: snmp.get(MN + ".1.1.0", check=False).returncode == 0 and
                       "No Such" not in snmp.get(MN + ".1.1.0", check=False).stdout, 30), \
         snmp.agent_log_text()[-2000:]
+    # A node that hangs (stopped, its socket still open) does not hang the
+    # subagent: answers keep coming, from the last values.
+    node.proc.send_signal(signal.SIGSTOP)
+    try:
+        fresh(snmp, MN + ".1.6.0", "2", timeout=15)
+        t0 = time.time()
+        assert parse(snmp.get(MN + ".2.1.2.1").stdout)[MN + ".2.1.2.1"] == "smtp"
+        assert time.time() - t0 < 4
+    finally:
+        node.proc.send_signal(signal.SIGCONT)
+    fresh(snmp, MN + ".1.6.0", "1", timeout=15)
     assert node.stop() == 0
     fresh(snmp, MN + ".1.6.0", "2", timeout=10)      # node unreachable, last values kept
     assert parse(snmp.get(MN + ".1.1.0").stdout)[MN + ".1.1.0"] != ""
