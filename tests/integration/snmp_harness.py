@@ -13,7 +13,18 @@ from conftest import BUILD, TOP
 
 AGENT = os.path.join(BUILD, "agent", "mailnode-snmp")
 MIBS = os.path.join(TOP, "mibs")
-ENTERPRISE = ".1.3.6.1.4.1.32473"
+
+
+def enterprise_arc():
+    """The arc as agent/mib_oids.h defines it (its one definition)."""
+    with open(os.path.join(TOP, "agent", "mib_oids.h")) as f:
+        for line in f:
+            if line.startswith("#define MAILNODE_ENTERPRISE_OID"):
+                return "." + ".".join(p.strip() for p in line.split(None, 2)[2].split(","))
+    raise AssertionError("no MAILNODE_ENTERPRISE_OID in agent/mib_oids.h")
+
+
+ENTERPRISE = enterprise_arc()
 MN = ENTERPRISE + ".1"
 
 
@@ -65,7 +76,7 @@ class Snmp:
             "group noc-readers usm noc-ro",
             "group noc-operators usm noc-rw",
             "view noc-read included .1",
-            "view noc-write included .1.3.6.1.4.1.32473.1",
+            "view noc-write included %s" % MN,
             'access noc-readers "" usm priv exact noc-read none none',
             'access noc-operators "" usm priv exact noc-read noc-write none',
         ]

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import Node, free_offset, port_open, wait_until
-from snmp_harness import MN, Snmp, parse
+from snmp_harness import ENTERPRISE, MIBS, MN, Snmp, parse
 
 SERVICE = MN + ".2.1"
 TENANT = MN + ".3.1"
@@ -104,6 +104,13 @@ def fresh(snmp, oid, want, timeout=5):
         last[0] = parse(snmp.get(oid).stdout).get(oid)
         return last[0] == want
     assert wait_until(check, timeout), "%s is %r, not %r" % (oid, last[0], want)
+
+
+def test_the_mib_and_the_agent_name_the_same_arc():
+    import re
+    text = open(os.path.join(MIBS, "MAILNODE-MIB.txt")).read()
+    m = re.search(r"mailnodeMIB MODULE-IDENTITY.*?::= \{ enterprises (\d+) \}", text, re.S)
+    assert m and ENTERPRISE == ".1.3.6.1.4.1." + m.group(1), (m and m.group(1), ENTERPRISE)
 
 
 def test_walk_of_every_table(env):
