@@ -15,6 +15,7 @@
 #include "session.h"
 #include "prov_api.h"
 #include "queue_api.h"
+#include "stats_api.h"
 #include "tenant_access.h"
 #include "yamlw.h"
 
@@ -522,7 +523,7 @@ api_handle(struct api_request *r)
 		api_reply_error(r, 403, "this token is limited to tenant '%s'", r->scope);
 		return;
 	}
-	if (prov_api_handle(r) || queue_api_handle(r))
+	if (prov_api_handle(r) || queue_api_handle(r) || stats_api_handle(r))
 		return;
 	if (strcmp(p, "/v1/status") == 0) {
 		if (!get)

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "smtp_client.h"
 #include "smtp_parse.h"
+#include "tenant_stats.h"
 
 #define REMOTE_BATCH	200
 #define MX_MAX		10
@@ -32,6 +33,7 @@ static char			helo[256];
 struct due {
 	uint64_t	 rcpt_id, message_id, size, attempts, age;
 	char		 qid[32], sender[520], envid[104], address[520], orcpt[270];
+	char		 tenant[64];	/* whose mail: counted when sent */
 	unsigned	 notify;
 	bool		 ret_hdrs, smtputf8;
 };
@@ -131,8 +133,10 @@ fetch(MYSQL *m, struct due *out, size_t max)
 
 	snprintf(sql, sizeof(sql), "SELECT r.id, m.id, m.size, r.attempts, "
 	    "TIMESTAMPDIFF(SECOND, m.received_at, NOW()), m.qid, m.sender, m.envid, r.address, "
-	    "r.orcpt, r.notify, m.ret_hdrs, m.smtputf8 FROM queue_recipients r JOIN queue_messages m "
-	    "ON m.id = r.message_id WHERE r.mailbox_id IS NULL AND r.state IN ('queued', 'deferred') "
+	    "r.orcpt, r.notify, m.ret_hdrs, m.smtputf8, "
+	    "COALESCE((SELECT t.name FROM tenants t WHERE t.id = m.tenant_id), '') "
+	    "FROM queue_recipients r JOIN queue_messages m ON m.id = r.message_id "
+	    "WHERE r.mailbox_id IS NULL AND r.state IN ('queued', 'deferred') "
 	    "AND r.next_attempt <= NOW() AND m.held = FALSE ORDER BY m.id, "
 	    "SUBSTRING_INDEX(r.address, '@', -1), r.id LIMIT %zu", max);
 	if (exec(m, sql) == -1 || (res = mysql_store_result(m)) == NULL)
@@ -154,6 +158,7 @@ fetch(MYSQL *m, struct due *out, size_t max)
 		d->notify = (unsigned)strtoul(row[10], NULL, 10);
 		d->ret_hdrs = strcmp(row[11], "1") == 0;
 		d->smtputf8 = strcmp(row[12], "1") == 0;
+		snprintf(d->tenant, sizeof(d->tenant), "%s", row[13]);
 	}
 	mysql_free_result(res);
 	return n;
@@ -244,6 +249,17 @@ backoff(uint64_t attempts)
 	return d > conf.retry_max ? conf.retry_max : d;
 }
 
+/* What another server took of one message: its tenant's outbound traffic. */
+static void
+remote_count_sent(const struct due *d, size_t rcpts)
+{
+	if (rcpts == 0)
+		return;
+	tenant_stats_add(d->tenant, TENANT_STAT_MSGS_OUT, 1);
+	tenant_stats_add(d->tenant, TENANT_STAT_BYTES_OUT, d->size);
+	tenant_stats_add(d->tenant, TENANT_STAT_RCPTS_OUT, rcpts);
+}
+
 /* One message to one destination: every recipient gets an outcome. */
 static void
 deliver_group(MYSQL *m, struct due *g, size_t n)
@@ -315,13 +331,14 @@ deliver_group(MYSQL *m, struct due *g, size_t n)
 		struct due *failed = calloc(n, sizeof(*failed));
 		int *fcodes = calloc(n, sizeof(*fcodes));
 		char (*ftexts)[300] = calloc(n, sizeof(*ftexts));
-		size_t nf = 0;
+		size_t nf = 0, sent = 0;
 
 		for (k = 0; k < n; k++) {
 			bool perm = codes[k] >= 500 || (codes[k] == 0 && permanent);
 
 			if (codes[k] >= 200 && codes[k] < 300) {
 				record(m, &g[k], "delivered", 0, "");
+				sent++;
 				log_event(LOG_LVL_INFO, &(struct log_ctx){ .service = "spool" },
 				    "%s: handed over to %s%s%s", g[k].qid, hosts[0].host,
 				    done && tls[0] ? " over " : "", done && tls[0] ? tls : "");
@@ -342,6 +359,7 @@ deliver_group(MYSQL *m, struct due *g, size_t n)
 			} else
 				record(m, &g[k], "deferred", backoff(g[k].attempts), texts[k]);
 		}
+		remote_count_sent(&g[0], sent);
 		if (nf > 0)
 			fail_group(m, failed, nf, fcodes, ftexts);
 		free(failed);

@@ -23,6 +23,7 @@
 #include "scram.h"
 #include "smtp_parse.h"
 #include "spool.h"
+#include "tenant_stats.h"
 
 #define SMTP_MAX_MESSAGE	(64ULL * 1024 * 1024)	/* node-wide SIZE */
 #define SMTP_MAX_RCPTS		1000
@@ -56,6 +57,7 @@ struct smtp_sess {
 	bool			 authed;
 	char			 login[256];
 	uint64_t		 login_tenant;
+	char			 login_tenant_name[64];
 	char			 auth_user[256];
 	struct scram_server	*scram;		/* a SCRAM exchange in progress */
 	struct login_result	 scram_login;	/* who it is, once proved */
@@ -70,6 +72,7 @@ struct smtp_sess {
 	size_t			 nrcpts;
 	uint64_t		 size_limit;	/* smallest limit among the recipients' tenants */
 	uint64_t		 tenant_id;
+	char			 tenant_name[64];	/* the first recipient's tenant */
 	struct spool_msg	*msg;
 	bool			 line_start;
 	bool			 too_big, write_error;
@@ -145,6 +148,7 @@ reset_transaction(struct smtp_sess *s)
 	s->in_mail = false;
 	s->size_limit = 0;
 	s->tenant_id = 0;
+	s->tenant_name[0] = '\0';
 	s->too_big = s->write_error = false;
 	s->bdat_left = 0;
 	s->bdat_last = s->bdat_used = false;
@@ -342,8 +346,10 @@ after_rcpt(struct smtp_sess *s, struct smtp_job *j, int result)
 	}
 	if (r->size_limit && (s->size_limit == 0 || r->size_limit < s->size_limit))
 		s->size_limit = r->size_limit;
-	if (s->tenant_id == 0)
+	if (s->tenant_id == 0) {
 		s->tenant_id = r->tenant_id;
+		snprintf(s->tenant_name, sizeof(s->tenant_name), "%s", r->tenant);
+	}
 	reply(s, "250 2.1.5 Ok");
 }
 
@@ -413,6 +419,7 @@ after_login(struct smtp_sess *s, struct smtp_job *j, int result)
 		s->authed = true;
 		snprintf(s->login, sizeof(s->login), "%s", j->login.address);
 		s->login_tenant = j->login.tenant_id;
+		snprintf(s->login_tenant_name, sizeof(s->login_tenant_name), "%s", j->login.tenant);
 		conn_set_identity(s->conn, j->login.tenant, j->login.address);
 		sess_log(s, LOG_LVL_INFO, "login %s", j->login.address);
 		reply(s, "235 2.7.0 Authentication successful");
@@ -420,6 +427,7 @@ after_login(struct smtp_sess *s, struct smtp_job *j, int result)
 	}
 	s->auth_fails++;
 	conn_count_auth_failure(s->conn);
+	tenant_stats_add(j->login.tenant, TENANT_STAT_AUTH_FAILURES, 1);
 	sess_log(s, LOG_LVL_INFO, "login failed%s", j->login.disabled ? " (account suspended)" : "");
 	/* The refusal comes after a delay that grows with the failures from
 	 * this address (across sessions), so guessing stays slow. */
@@ -666,6 +674,18 @@ begin_message(struct smtp_sess *s)
 	return true;
 }
 
+/* Count an accepted message for its tenant: the sender's on submission,
+ * the first recipient's on the MX. */
+static void
+smtp_count_accepted(struct smtp_sess *s)
+{
+	const char *t = s->submission ? s->login_tenant_name : s->tenant_name;
+
+	tenant_stats_add(t, TENANT_STAT_MSGS_IN, 1);
+	tenant_stats_add(t, TENANT_STAT_BYTES_IN, s->committing_size);
+	tenant_stats_add(t, TENANT_STAT_RCPTS_IN, s->nrcpts);
+}
+
 static void
 committed(void *arg, int ok, const char *id, const char *err)
 {
@@ -684,6 +704,7 @@ committed(void *arg, int ok, const char *id, const char *err)
 		sess_log(s, LOG_LVL_INFO, "queued %s: %zu recipients, %" PRIu64 " bytes", id,
 		    s->nrcpts, s->committing_size);
 		reply(s, "250 2.0.0 Ok: queued as %s", id);
+		smtp_count_accepted(s);
 		delivery_kick();
 	} else {
 		sess_log(s, LOG_LVL_ERR, "not queued: %s", err ? err : "spool failure");

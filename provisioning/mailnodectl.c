@@ -37,6 +37,7 @@ usage(void)
 	    "                                 live sessions\n"
 	    "  session kill ID                end a session (its protocol's goodbye)\n"
 	    "  access                         admitted and refused connections, per service and tenant\n"
+	    "  stats [tenants]                monitoring figures (YAML): node and queue, or per tenant\n"
 	    "  apply -f FILE [--dry-run]      apply a YAML stream (- for standard input)\n"
 	    "  get KIND [NAME] [--tenant T]   stored documents: tenants, domains, mailboxes,\n"
 	    "                                 aliases, services\n"
@@ -518,6 +519,10 @@ main(int argc, char **argv)
 	} else if (strcmp(cmd, "access") == 0 && argc == 1) {
 		snprintf(path, sizeof(path), "/v1/access");
 		print = print_access;
+	} else if (strcmp(cmd, "stats") == 0 &&
+	    (argc == 1 || (argc == 2 && strcmp(argv[1], "tenants") == 0))) {
+		snprintf(path, sizeof(path), "%s", argc == 1 ? "/v1/stats" : "/v1/stats/tenants");
+		yaml_out = true;	/* the figures as the SNMP subagent reads them */
 	} else if (strcmp(cmd, "service") == 0 && argc >= 3) {
 		const char *action = argv[1], *name = argv[2];
 

@@ -358,6 +358,9 @@ lookup_login(MYSQL *m, const char *address, const char *password, struct login_r
 		if (dummy_hash[0])
 			(void)password_verify(password, dummy_hash);
 	}
+	/* A wrong password still says whose mailbox was tried (counters). */
+	if (row != NULL && r->tenant[0] == '\0')
+		snprintf(r->tenant, sizeof(r->tenant), "%s", row[2]);
 	mysql_free_result(res);
 }
 

@@ -46,7 +46,7 @@ struct login_result {
 	bool		 disabled;	/* right password, but login suspended */
 	bool		 tempfail;
 	uint64_t	 mailbox_id, tenant_id;
-	char		 tenant[64];
+	char		 tenant[64];	/* also on a wrong password, when the mailbox exists */
 	char		 address[256];
 };
 void	 lookup_login(MYSQL *, const char *address, const char *password, struct login_result *);

@@ -149,6 +149,14 @@ def test_run_up_serves_and_ctrl_c_stops_everything(tmp_path):
                             "-r", "2", "-t", "2", "127.0.0.1:%d" % (2161 + off), ".1.3.6.1.2.1.1.1.0"],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 0 and "STRING" in r.stdout, r.stderr
+        # The mailnode-snmp subagent serves MAILNODE-MIB through it (mnNodeVersion).
+        def node_version():
+            r = subprocess.run(["snmpget", "-v3", "-l", "authPriv", "-u", ro["user"], "-a", "SHA",
+                                "-A", ro["authPassphrase"], "-x", "AES", "-X", ro["privPassphrase"],
+                                "-r", "1", "-t", "2", "127.0.0.1:%d" % (2161 + off),
+                                ".1.3.6.1.4.1.32473.1.1.1.0"], capture_output=True, text=True, timeout=30)
+            return r.stdout
+        assert wait_until(lambda: '"0.1.0"' in node_version(), timeout=30), node_version()
         # ...and nothing without credentials (no v1/v2c community).
         r = subprocess.run(["snmpget", "-v2c", "-c", "public", "-r", "0", "-t", "1",
                             "127.0.0.1:%d" % (2161 + off), ".1.3.6.1.2.1.1.1.0"],

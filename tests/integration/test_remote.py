@@ -191,3 +191,19 @@ def test_forwarding_keeps_a_copy_unless_told_not_to(relay):
                 "JOIN mailboxes x ON x.id = f.mailbox_id WHERE m.queue_qid = '%s' ORDER BY x.address" % qid)
     # fwd keeps a copy, bob (a local forward target) gets one, gone keeps none.
     assert got == [["bob@demo.test"], ["fwd@demo.test"]]
+
+
+def test_handed_over_mail_counts_for_its_tenant(relay):
+    n, sink = relay
+    before = {t["name"]: t for t in n.ctl_yaml("stats", "tenants")[0]["items"]}["demo"]
+    send(n, ["counted@remote.example"], "counted")
+    assert wait_until(lambda: any("counted@remote.example" in r for _, r, _ in sink.received), timeout=20)
+
+    def demo():
+        return {t["name"]: t for t in n.ctl_yaml("stats", "tenants")[0]["items"]}["demo"]
+    # Sent by alice (demo) through submission: in when accepted, out when handed over.
+    assert wait_until(lambda: demo()["messagesOut"] > before["messagesOut"], timeout=10)
+    after = demo()
+    assert after["messagesIn"] > before["messagesIn"]
+    assert after["bytesOut"] - before["bytesOut"] >= len("body of counted")
+    assert n.ctl_yaml("stats")[0]["traffic"]["recipientsOut"] >= 1
