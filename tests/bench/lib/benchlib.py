@@ -304,6 +304,25 @@ class Mailnode:
     def port(self, dev_port):
         return self.node.port(dev_port)
 
+    def service_port(self, name):
+        """The loopback port of a protocol service that runs in this build,
+        with passwords in clear allowed on it (loopback, as on the peer),
+        or None when the build has no such service yet."""
+        show = self.node.ctl_yaml("service", "show", name)[0]
+        spec = show.get("spec", {})
+        if "allowPlaintextAuth" in spec and not spec["allowPlaintextAuth"]:
+            path = os.path.join(self.top, "plain-%s.yaml" % name)
+            with open(path, "w") as f:
+                f.write("apiVersion: mailnode/v1\nkind: Service\nmetadata: {name: %s}\n"
+                        "spec: {allowPlaintextAuth: true}\n" % name)
+            self.node.ctl("apply", "-f", path)
+            show = self.node.ctl_yaml("service", "show", name)[0]
+        status = show.get("status", {})
+        if status.get("state") != "running":
+            say("mailnode: service %s is %s (%s)" % (name, status.get("state"), status.get("reason", "")))
+            return None
+        return int(show["spec"]["port"])
+
     def pids(self):
         return process_tree([self.node.proc.pid]) + self.node.mariadb_pids()
 
@@ -317,3 +336,47 @@ class Mailnode:
     def stop(self):
         if self.node:
             self.node.stop()
+
+
+def corpus(user_index, count):
+    """The messages every server of the IMAP and POP3 benchmarks holds in a
+    mailbox: deterministic, 1 to 30 KiB, plain and multipart, From
+    sender-0..9@example.org. Bytes with CRLF line ends."""
+    import random
+    rnd = random.Random(user_index * 7919 + count)
+    out = []
+    for i in range(count):
+        size = rnd.choice((1024, 2048, 4096, 6144, 12288, 30720))
+        k = (user_index + i) % 10
+        head = ("Return-Path: <sender-%d@example.org>\r\n"
+                "From: Sender %d <sender-%d@example.org>\r\nTo: <u%04d@bench.test>\r\n"
+                "Subject: message %d of mailbox %d\r\nDate: Mon, 2 Jun 2025 %02d:%02d:00 +0000\r\n"
+                "Message-ID: <m%d.u%d@example.org>\r\nMIME-Version: 1.0\r\n"
+                % (k, k, k, user_index, i, user_index, (i // 60) % 24, i % 60, i, user_index))
+        line = "".join(rnd.choice("abcdefghijklmnopqrstuvwxyz     ") for _ in range(72)) + "\r\n"
+        text = line * max(1, size // len(line))
+        if i % 3 == 2:
+            msg = head + ('Content-Type: multipart/alternative; boundary="b%d"\r\n\r\n'
+                          "--b%d\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n%s"
+                          "--b%d\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>%s</p>\r\n--b%d--\r\n"
+                          % (i, i, text[: len(text) // 2], i, text[len(text) // 2:], i))
+        else:
+            msg = head + "Content-Type: text/plain; charset=utf-8\r\n\r\n" + text
+        out.append(msg.encode())
+    return out
+
+
+def seed_maildir(maildir, messages, owner_uid, owner_gid):
+    """Puts messages into a Maildir's cur/ (already seen by a client, as a
+    long-lived mailbox is), LF line ends as an MTA writes them."""
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(maildir, sub), exist_ok=True)
+    now = int(time.time())
+    for i, m in enumerate(messages):
+        lf = m.replace(b"\r\n", b"\n")
+        name = "%d.M%dP%d.bench,S=%d,W=%d:2,S" % (now - 86400 + i, i, os.getpid(), len(lf), len(m))
+        with open(os.path.join(maildir, "cur", name), "wb") as f:
+            f.write(lf)
+    for root, dirs, files in os.walk(os.path.dirname(os.path.dirname(maildir))):
+        for n in dirs + files:
+            os.chown(os.path.join(root, n), owner_uid, owner_gid)

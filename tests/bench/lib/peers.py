@@ -194,14 +194,14 @@ class Dovecot:
     the same SHA512-CRYPT hashes as the mailnode side, Maildir mail under
     DIR/mail/<user>. Runs in the foreground of its own process (dovecot -F)."""
 
-    def __init__(self, top, imap_port, pop3_port, users, hibernate=False):
+    def __init__(self, top, imap_port, pop3_port, users, hibernate=False, mail=None):
         self.top = top
         self.imap_port = imap_port
         self.pop3_port = pop3_port
         self.users = users          # {address: "{SHA512-CRYPT}$6$..."}
         self.hibernate = hibernate
         self.conf = os.path.join(top, "dovecot.conf")
-        self.mail = os.path.join(top, "mail")
+        self.mail = mail or os.path.join(top, "mail")
         self.log = os.path.join(top, "dovecot.log")
         self.proc = None
 
@@ -229,6 +229,9 @@ imap_hibernate_timeout = 5s
 service imap-hibernate {{
   process_limit = 10
   client_limit = {n}
+  unix_listener imap-hibernate {{
+    mode = 0666
+  }}
 }}
 """.format(n=max_conns)
         _write(self.conf, """\
@@ -268,6 +271,10 @@ service imap-login {{
   inet_listener imaps {{
     port = 0
   }}
+  # Dovecot's high-performance login mode, as a busy provider runs it:
+  # login processes serve many connections and are forked in advance.
+  service_count = 0
+  process_min_avail = {cores}
   process_limit = 64
   client_limit = {n}
 }}
@@ -279,9 +286,17 @@ service pop3-login {{
   inet_listener pop3s {{
     port = 0
   }}
+  service_count = 0
+  process_min_avail = {cores}
+  client_limit = {n}
 }}
 service imap {{
   process_limit = {n}
+  process_min_avail = 4
+}}
+service pop3 {{
+  process_limit = {n}
+  process_min_avail = 4
 }}
 service anvil {{
   client_limit = {n2}
@@ -290,7 +305,8 @@ service auth {{
   client_limit = {n2}
 }}
 {hib}""".format(top=self.top, port=self.imap_port, log=self.log, mail=self.mail, uid=uid, gid=gid,
-                imap=self.imap_port, pop3=self.pop3_port, n=max_conns, n2=max_conns * 2 + 100, hib=hib))
+                imap=self.imap_port, pop3=self.pop3_port, n=max_conns, n2=max_conns + 100, hib=hib,
+                cores=os.cpu_count() or 1))
         return self
 
     def start(self):

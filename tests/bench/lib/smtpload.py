@@ -88,6 +88,32 @@ async def run_load(host, port, sessions, messages, rcpts, size=5120):
     return latencies, errors, time.perf_counter() - t0
 
 
+async def run_deliver(host, port, items, sessions):
+    """Sends each (recipient, message bytes) once; returns the errors."""
+    errors, todo = [], list(items)
+
+    async def worker():
+        while todo:
+            rcpt, msg = todo.pop()
+            # Data lines starting with "." are doubled (RFC 5321 4.5.2).
+            data = msg.replace(b"\r\n.", b"\r\n..")
+            if data.startswith(b"."):
+                data = b"." + data
+            if not data.endswith(b"\r\n"):
+                data += b"\r\n"
+            try:
+                await one_message(host, port, rcpt, data, [])
+            except (SMTPError, OSError) as e:
+                errors.append(str(e))
+
+    await asyncio.gather(*(worker() for _ in range(sessions)))
+    return errors
+
+
+def deliver(host, port, items, sessions=10):
+    return asyncio.run(run_deliver(host, port, items, sessions))
+
+
 def load(host, port, sessions, messages, rcpts, size=5120):
     return asyncio.run(run_load(host, port, sessions, messages, rcpts, size))
 
