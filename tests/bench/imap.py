@@ -91,7 +91,36 @@ async def idle_memory(side, accounts, count, settle):
     return (rss1 - rss0) / n, ((mach1 - mach0) - (self1 - self0)) / n, len(opened)
 
 
+INOTIFY = "/proc/sys/fs/inotify/max_user_instances"
+_inotify_saved = []
+
+
+def inotify_limit(count):
+    """Dovecot hibernates an IDLE connection only with an inotify instance of
+    its own, and the kernel's per-user limit is usually 128. A system-wide
+    setting: raised for the run (and restored) only when BENCH_RAISE_INOTIFY=1."""
+    with open(INOTIFY) as f:
+        limit = int(f.read())
+    if limit >= count + 200:
+        return
+    if os.environ.get("BENCH_RAISE_INOTIFY") == "1":
+        with open(INOTIFY, "w") as f:
+            f.write(str(count + 1000))
+        _inotify_saved.append(limit)
+        say("fs.inotify.max_user_instances raised from %d to %d for the run" % (limit, count + 1000))
+    else:
+        say("note: fs.inotify.max_user_instances=%d: Dovecot can hibernate only about that many connections "
+            "(BENCH_RAISE_INOTIFY=1 raises it for the run and restores it)" % limit)
+
+
+def inotify_restore():
+    while _inotify_saved:
+        with open(INOTIFY, "w") as f:
+            f.write(str(_inotify_saved.pop()))
+
+
 def main():
+    benchlib.require_root()
     benchlib.ensure_packages(["dovecot-imapd", "dovecot-pop3d"])
     top = tempfile.mkdtemp(prefix="mn-bench-imap-", dir=benchlib.BENCH_TMP)
     os.chmod(top, 0o755)
@@ -148,6 +177,7 @@ def main():
         # Dovecot at its leanest: IDLE connections hibernated out of their
         # imap processes. A second instance over the same Maildirs.
         if IDLE:
+            inotify_limit(max(IDLE))
             dv.stop()
             dvh = peers.Dovecot(os.path.join(top, "dovecot-hib"), dv.imap_port + 1, dv.pop3_port + 1,
                                 dv.users, hibernate=True, mail=dv.mail)
@@ -196,6 +226,7 @@ def main():
             say("RATIO imap mailnode/dovecot: n/a (no imap service in this mailnode build); dovecot %.0f ops/s, "
                 "%.0f logins/s at %d clients" % (med("dovecot", ("ops", c)), med("dovecot", ("logins", c)), c))
     finally:
+        inotify_restore()
         if dvh:
             dvh.stop()
         dv.stop()

@@ -31,6 +31,7 @@ DOMAIN = "bench.test"
 def main():
     import imap  # the seeding is the IMAP benchmark's
     imap.MESSAGES = MESSAGES
+    benchlib.require_root()
     benchlib.ensure_packages(["dovecot-imapd", "dovecot-pop3d"])
     top = tempfile.mkdtemp(prefix="mn-bench-pop3-", dir=benchlib.BENCH_TMP)
     os.chmod(top, 0o755)

@@ -112,6 +112,7 @@ def latency_run(side, sessions, messages, rcpts):
 
 
 def main():
+    benchlib.require_root()
     benchlib.ensure_packages(["postfix"], benchlib.POSTFIX_DEBCONF)
     top = tempfile.mkdtemp(prefix="mn-bench-smtp-", dir=benchlib.BENCH_TMP)
     os.chmod(top, 0o755)

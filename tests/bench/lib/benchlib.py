@@ -44,6 +44,13 @@ def sudo():
     return [] if os.getuid() == 0 else ["sudo"]
 
 
+def require_root():
+    """The peers run as their own private instances, and both need root to
+    start (Postfix's master, Dovecot's master drop privileges themselves)."""
+    if os.getuid() != 0:
+        raise SystemExit("bench: the Postfix and Dovecot instances need root: run `sudo ./run bench`")
+
+
 def installed(pkg):
     r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True)
     return r.returncode == 0 and "ok installed" in r.stdout
@@ -250,6 +257,10 @@ def fmt(v, unit):
 
 
 def rmtree(path):
+    """Removes a benchmark's directory, unless BENCH_KEEP=1 (to read logs)."""
+    if os.environ.get("BENCH_KEEP") == "1":
+        say("kept %s (BENCH_KEEP=1)" % path)
+        return
     shutil.rmtree(path, ignore_errors=True)
 
 
