@@ -12,7 +12,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "integration"))
-from conftest import MAILNODECTL, Node, free_offset  # noqa: E402,F401
+from conftest import Node, free_offset  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 # Where the benchmarks keep their state: the same filesystem for both sides.
@@ -242,7 +242,7 @@ class Table:
         say("%-46s %14s %14s %9s" % ("figure (median of %d rounds)" % ROUNDS, "mailnode", self.peer,
                                     "mn/peer"))
         for label, mine, theirs, unit, lower_better in self.rows:
-            say("%-46s %14s %14s %8.2fx%s" % (label, fmt(mine, unit), fmt(theirs, unit), ratio(mine, theirs),
+            say("%-46s %14s %14s %8.3gx%s" % (label, fmt(mine, unit), fmt(theirs, unit), ratio(mine, theirs),
                                              "  (lower is better)" if lower_better else ""))
 
 
