@@ -15,6 +15,7 @@
 
 /* RFC 7677: user "user", password "pencil". */
 #define C_FIRST		"n,,n=user,r=rOprNGfwEbeRWgbNEkqO"
+#define C_FIRST_BARE	"n=user,r=rOprNGfwEbeRWgbNEkqO"	/* without the GS2 header */
 #define SALT_B64	"W22ZaJ0SNY7soEsUEjb6gQ=="
 #define C_FINAL		"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0," \
 			"p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
@@ -150,7 +151,7 @@ run_exchange(const char *stored_pw, const char *client_pw, bool known, int expec
 		gnutls_free(res.data);
 		k = fake;
 	}
-	client_final(client_pw, &k, C_FIRST + 3, sf, nonce, final, sizeof(final));
+	client_final(client_pw, &k, C_FIRST_BARE, sf, nonce, final, sizeof(final));
 	rc = scram_server_client_final(s, final, strlen(final), &out, err, sizeof(err));
 	assert_int_equal(rc, expect);
 	if (rc == 1)
