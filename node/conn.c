@@ -18,6 +18,7 @@
 #include "loop.h"
 #include "session.h"
 #include "tenant_access.h"
+#include "tenant_stats.h"
 
 #define CONN_OUT_HIGH		(1024 * 1024)	/* stop reading while this much is unsent */
 #define CONN_FLUSH_GRACE_MS	10000		/* a closing peer gets this long to read */
@@ -904,8 +905,18 @@ conn_limits_exempt(const struct conn *c)
 }
 
 void
-conn_count_auth_failure(struct conn *c)
+conn_count_auth_failure(struct conn *c, const char *tenant)
 {
+	struct access_scope *ts;
+
 	access_count_auth_failure(c->l->svc->scope);
-	access_count_auth_failure(c->tenant_hold.scope);
+	if (c->tenant_hold.scope) {
+		access_count_auth_failure(c->tenant_hold.scope);
+	} else if (tenant && *tenant && (ts = tenant_access_scope(tenant)) != NULL) {
+		/* Not attributed yet (a failed login never is): the account's
+		 * tenant still sees the failure in its counters. */
+		access_count_auth_failure(ts);
+		access_scope_unref(ts);
+	}
+	tenant_stats_add(tenant, TENANT_STAT_AUTH_FAILURES, 1);
 }

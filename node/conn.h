@@ -98,7 +98,9 @@ const struct addr *conn_peer_addr(const struct conn *);
 /* Whether the session's service or tenant exempts its address from limits
  * (and from login throttling). */
 bool		 conn_limits_exempt(const struct conn *);
-/* Count a failed login for the service and the tenant. */
-void		 conn_count_auth_failure(struct conn *);
+/* Count a failed login for the service and for the tenant: the one the
+ * connection is attributed to, else the one of the account tried (NULL or
+ * "" when the account does not exist). */
+void		 conn_count_auth_failure(struct conn *, const char *tenant);
 
 #endif

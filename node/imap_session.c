@@ -1865,7 +1865,7 @@ login_done(struct imap_sess *s, struct imap_job *j, int result)
 		return true;
 	}
 	s->auth_fails++;
-	conn_count_auth_failure(s->conn);
+	conn_count_auth_failure(s->conn, r->tenant);
 	sess_log(s, LOG_LVL_INFO, "login failed");
 	/* The refusal comes after a delay: a second per failure in this
 	 * session, or longer when this address (across sessions and

@@ -572,7 +572,7 @@ login_done(struct pop3_sess *s, struct pop3_job *j, int result)
 	}
 	if (!r->ok) {
 		s->auth_fails++;
-		conn_count_auth_failure(s->conn);
+		conn_count_auth_failure(s->conn, r->tenant);
 		sess_log(s, LOG_LVL_INFO, "login failed");
 		/* The refusal comes after a delay: a second per failure in this
 		 * session, or longer when this address (across sessions and
@@ -1112,6 +1112,8 @@ static const struct conn_ops pop3_ops = {
 	.close = pop3_close,
 	.drained = pop3_drained,
 	.busy_reply = "-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+	.deny_reply = "-ERR [AUTH] Access from your address is refused\r\n",
+	.limit_reply = "-ERR [IN-USE] Too many connections from your address, try again later\r\n",
 	.max_input = POP3_LINE_MAX + 2,
 };
 

@@ -426,8 +426,7 @@ after_login(struct smtp_sess *s, struct smtp_job *j, int result)
 		return true;
 	}
 	s->auth_fails++;
-	conn_count_auth_failure(s->conn);
-	tenant_stats_add(j->login.tenant, TENANT_STAT_AUTH_FAILURES, 1);
+	conn_count_auth_failure(s->conn, j->login.tenant);
 	sess_log(s, LOG_LVL_INFO, "login failed%s", j->login.disabled ? " (account suspended)" : "");
 	/* The refusal comes after a delay that grows with the failures from
 	 * this address (across sessions), so guessing stays slow. */

@@ -5,7 +5,9 @@ per-minute rate, exempt lists, idle timeout, tenant rules attributed by
 login domain, recipient domain, SNI and dedicated address, login
 throttling, rule changes under open sessions, and ending a session."""
 import base64
+import imaplib
 import os
+import poplib
 import smtplib
 import socket
 import ssl
@@ -398,3 +400,80 @@ def test_http_service_rules_at_accept(an):
     assert after["rejectedByLimit"] - before["rejectedByLimit"] == 1
     apply_text(an, service_doc("http", "{access: {mode: open}, connections: {}}"))
     assert http_status(port, "127.0.0.40").startswith("HTTP/1.1 301")
+
+
+def test_max_clients_busy_reply(an):
+    port = an.port(2525)
+    apply_text(an, service_doc("smtp", "{maxClients: 2}"))
+    before = svc_counts(an, "smtp")
+    held = [greet(port, "127.0.0.50") for _ in range(2)]
+    assert all(h[2].startswith("220 ") for h in held)
+    # The service is full, whoever asks: the busy reply, counted.
+    assert banner(port, "127.0.0.51").startswith("421 4.7.0 Too many connections")
+    after = svc_counts(an, "smtp")
+    assert after["rejected"] - before["rejected"] == 1
+    assert after["rejectedByLimit"] - before["rejectedByLimit"] == 1
+    for s, f, _ in held:
+        f.close()
+        s.close()
+    assert wait_until(lambda: banner(port, "127.0.0.51").startswith("220 "), timeout=5)
+    apply_text(an, service_doc("smtp", "{maxClients: 1000}"))
+
+
+def test_pop3_and_imap_refuse_at_accept_with_their_own_answers(an):
+    pop3, imap = an.port(2110), an.port(2143)
+    apply_text(an, service_doc("pop3", "{access: {mode: deny-listed, addresses: [127.0.0.52]}, "
+                                       "connections: {perIpPerMinute: 1}}"))
+    apply_text(an, service_doc("imap", "{access: {mode: deny-listed, addresses: [127.0.0.52]}}"))
+    assert banner(pop3, "127.0.0.52").startswith("-ERR [AUTH] ")
+    assert banner(imap, "127.0.0.52").startswith("* BYE [NOPERM] ")
+    assert banner(pop3, "127.0.0.53").startswith("+OK")
+    assert banner(pop3, "127.0.0.53").startswith("-ERR [IN-USE] ")
+    assert banner(imap, "127.0.0.53").startswith("* OK")
+    assert svc_counts(an, "pop3")["rejectedByAccess"] >= 1
+    assert svc_counts(an, "pop3")["rejectedByLimit"] >= 1
+    apply_text(an, service_doc("pop3", "{access: {mode: open}, connections: {}}"))
+    apply_text(an, service_doc("imap", "{access: {mode: open}}"))
+
+
+def tenant_stat(node, name, key):
+    for t in node.ctl_yaml("stats", "tenants")[0]["items"]:
+        if t["name"] == name:
+            return t[key]
+    raise AssertionError("no tenant %s" % name)
+
+
+def test_failed_imap_and_pop3_logins_count_for_the_tenant(an):
+    ctx = ssl._create_unverified_context()
+    before_access = tenant_counts(an, "beta")["authFailures"]
+    before_stats = tenant_stat(an, "beta", "authFailures")
+    other = tenant_stat(an, "acme", "authFailures")
+    c = imaplib.IMAP4_SSL("127.0.0.1", an.port(2993), ssl_context=ctx, timeout=20)
+    with pytest.raises(imaplib.IMAP4.error):
+        c.login("user@beta.test", "not the password")
+    c.logout()
+    p = poplib.POP3_SSL("127.0.0.1", an.port(2995), context=ctx, timeout=20)
+    p.user("user@beta.test")
+    with pytest.raises(poplib.error_proto):
+        p.pass_("not the password either")
+    p.quit()
+    # Both failures are the account's tenant's, in the access counters
+    # (mailnodectl access) and in the figures SNMP serves.
+    assert tenant_counts(an, "beta")["authFailures"] - before_access == 2
+    assert tenant_stat(an, "beta", "authFailures") - before_stats == 2
+    assert tenant_stat(an, "acme", "authFailures") == other
+
+
+def test_tenant_rule_change_while_its_sessions_stay(an):
+    port = an.port(2587)
+    code, msg, c = smtp_auth(port, "user@acme.test", PASSWORD, "127.0.0.54")
+    assert code == 235, (code, msg)
+    apply_text(an, tenant_doc("acme", "{access: {mode: deny-listed, addresses: [127.0.0.54]}}"))
+    # New logins of acme's users from there are refused within a second ...
+    assert wait_until(lambda: smtp_auth(port, "user@acme.test", PASSWORD, "127.0.0.54")[0] == 554,
+                      timeout=1.5)
+    # ... while the session logged in before goes on.
+    code, msg = c.mail("user@acme.test")
+    assert code == 250, (code, msg)
+    c.quit()
+    apply_text(an, tenant_doc("acme", "{}"))
