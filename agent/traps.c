@@ -215,14 +215,20 @@ limit_trap(const struct snap_tenant *t, long which, uint64_t limit, uint64_t use
 	static const oid zero[1] = { 0 };
 	netsnmp_variable_list *vars = trap_start(3);
 	oid idx[1] = { t->id };
-	struct counter64 l = { (u_long)(limit >> 32), (u_long)(limit & 0xffffffffu) },
-	    u = { (u_long)(used >> 32), (u_long)(used & 0xffffffffu) };
+	u_long l, u;
 
-	(void)zero;
+	/* Levels, not counters: Gauge32 (which any trap sink, v1 too, can
+	 * carry), storage in KiB as mnTenantStorageUsed. */
+	if (which == 4) {	/* storage(4) */
+		limit = limit / 1024;
+		used = (used + 1023) / 1024;
+	}
+	l = limit > 0xffffffffu ? 0xffffffffu : (u_long)limit;
+	u = used > 0xffffffffu ? 0xffffffffu : (u_long)used;
 	add_var(&vars, entry, OID_LENGTH(entry), 2, idx, 1, ASN_OCTET_STR, t->name, strlen(t->name));
 	add_var(&vars, info, OID_LENGTH(info), 1, zero, 1, ASN_INTEGER, &which, sizeof(which));
-	add_var(&vars, info, OID_LENGTH(info), 2, zero, 1, ASN_COUNTER64, &l, sizeof(l));
-	add_var(&vars, info, OID_LENGTH(info), 3, zero, 1, ASN_COUNTER64, &u, sizeof(u));
+	add_var(&vars, info, OID_LENGTH(info), 2, zero, 1, ASN_GAUGE, &l, sizeof(l));
+	add_var(&vars, info, OID_LENGTH(info), 3, zero, 1, ASN_GAUGE, &u, sizeof(u));
 	snmp_log(LOG_INFO, "mailnode-snmp: tenant %s at its limit %ld: notification sent\n",
 	    t->name, which);
 	trap_send(vars);

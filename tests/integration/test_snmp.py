@@ -3,6 +3,7 @@ subagent over AgentX in front of a real node, driven with snmpget,
 snmpwalk, snmpbulkwalk and snmpset, and snmptrapd receiving the
 notifications."""
 import os
+import re
 import signal
 import smtplib
 import socket
@@ -360,6 +361,15 @@ def test_tenant_limit_notification(env):
     finally:
         snmp.set(MN + ".6.4.0", "u", "100")
     assert acme > 0
+    # The limit and the level travel as Gauge32 (domains: 1 of 3), which
+    # every kind of trap sink can carry: the subagent converted it without
+    # complaint.
+    text = snmp.traps_text()
+    info = MN + ".7"
+    assert re.search(re.escape(info + ".1.0") + r"\s*=\s*INTEGER:\s*1\b", text), text
+    assert re.search(re.escape(info + ".2.0") + r"\s*=\s*Gauge32:\s*3\b", text), text
+    assert re.search(re.escape(info + ".3.0") + r"\s*=\s*Gauge32:\s*1\b", text), text
+    assert "failed to convert" not in snmp.agent_log_text()
 
 
 def control(node, method, path):
