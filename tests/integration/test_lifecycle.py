@@ -165,6 +165,18 @@ def test_run_up_serves_and_ctrl_c_stops_everything(tmp_path):
         ctl = subprocess.run([os.path.join(TOP, "run"), "ctl", "status"], env=env,
                              capture_output=True, text=True, timeout=60)
         assert ctl.returncode == 0 and "http" in ctl.stdout
+        # A service stopped and started again reaches the dev trap receiver
+        # as mnServiceStateChange informs.
+        traps = state / "log" / "traps.log"
+        for verb in ("stop", "start"):
+            ctl = subprocess.run([os.path.join(TOP, "run"), "ctl", "service", verb, "http"], env=env,
+                                 capture_output=True, text=True, timeout=60)
+            assert ctl.returncode == 0, ctl.stdout + ctl.stderr
+            time.sleep(1.5)   # the subagent compares states once a second
+        assert wait_until(lambda: traps.exists() and
+                          traps.read_text().count(".1.3.6.1.4.1.32473.0.1") >= 2 and
+                          '"http"' in traps.read_text(), timeout=30), \
+            traps.read_text() if traps.exists() else "no traps.log"
         # The demo tenant is there, its mailboxes have the generated passwords,
         # and the admin token works over HTTPS.
         full = yaml.safe_load(creds_path.read_text())
