@@ -3,7 +3,9 @@ STARTTLS and AUTH, smtps; recipient checks against the tenant directory; no
 open relay; and durable acceptance (250 only once the body file and the
 queue rows exist; a kill -9 loses nothing that got 250)."""
 import base64
+import imaplib
 import os
+import re
 import signal
 import smtplib
 import socket
@@ -16,7 +18,7 @@ import time
 import pytest
 import yaml
 
-from conftest import TOP, Node, free_offset, wait_until
+from conftest import MAILNODECTL, TOP, Node, free_offset, wait_until
 
 PASSWORD = "alice's long secret"
 
@@ -423,6 +425,7 @@ def test_kill9_loses_no_accepted_message(fresh_state):
     n = Node(fresh_state, free_offset()).start()
     n.ctl("apply", "-f", os.path.join(TOP, "docs", "examples", "demo.yaml"))
     accepted, lock, stop = [], threading.Lock(), threading.Event()
+    last_sent = {}      # sender -> the subject of its last DATA started
 
     def sender(k):
         i = 0
@@ -433,6 +436,7 @@ def test_kill9_loses_no_accepted_message(fresh_state):
                     s.ehlo("c%d.example" % k)
                     s.mail("s%d@remote.example" % k)
                     s.rcpt("bob@demo.test")
+                    last_sent[k] = "%d-%d" % (k, i)
                     code, reply = s.data("Subject: %d-%d\r\n\r\n%s\r\n" % (k, i, "y" * 2000))
                     if code == 250:
                         with lock:
@@ -468,6 +472,35 @@ def test_kill9_loses_no_accepted_message(fresh_state):
     for q in accepted:
         with open(os.path.join(fresh_state, "mail", delivered[q][0]), "rb") as f:
             assert f.read().endswith(b"y" * 2000 + b"\r\n")
+    # Mail delivered without its 250 reaching the client can only be a
+    # sender's last message, whose DATA was in flight at the kill: nothing
+    # refused or never sent shows up.
+    for q in set(delivered) - set(accepted):
+        with open(os.path.join(fresh_state, "mail", delivered[q][0]), "rb") as f:
+            m = re.search(rb"^Subject: (\d+-\d+)\r$", f.read(), re.M)
+        assert m and m.group(1).decode() in last_sent.values(), (q, m)
+    # No mailbox damaged: the counters match the rows, UIDs are below
+    # uidnext and unique, every row has its file, and IMAP reads them.
+    for mbox, count, used, rows, size in n.sql(
+            "SELECT x.id, x.messages, x.used_bytes, COUNT(m.id), COALESCE(SUM(m.size), 0) "
+            "FROM mailboxes x JOIN folders f ON f.mailbox_id = x.id "
+            "LEFT JOIN messages m ON m.folder_id = f.id GROUP BY x.id"):
+        assert (count, used) == (rows, size), "mailbox %s: counters %s/%s, rows %s/%s" % (
+            mbox, count, used, rows, size)
+    assert n.sql("SELECT COUNT(*) FROM messages m JOIN folders f ON f.id = m.folder_id "
+                 "WHERE m.uid >= f.uidnext") == [["0"]]
+    for (f,) in n.sql("SELECT file FROM messages"):
+        assert os.path.exists(os.path.join(fresh_state, "mail", f)), f
+    subprocess.run([MAILNODECTL, "--state-dir", n.state_dir, "passwd", "bob@demo.test"],
+                   input="kill9 test password\n", text=True, check=True, capture_output=True)
+    c = imaplib.IMAP4_SSL("127.0.0.1", n.port(2993), ssl_context=ssl._create_unverified_context(),
+                          timeout=30)
+    c.login("bob@demo.test", "kill9 test password")
+    typ, data = c.select("INBOX", readonly=True)
+    assert typ == "OK" and int(data[0]) == len(delivered)
+    typ, data = c.fetch("1:*", "(RFC822.SIZE)")
+    assert typ == "OK" and len([d for d in data if d]) == len(delivered)
+    c.logout()
     assert n.stop() == 0
 
 
