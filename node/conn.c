@@ -401,6 +401,11 @@ conn_settle(struct conn *c)
 		return;
 	conn_flush(c);
 	if (c->phase == CONN_CLOSING && (buf_len(&c->out) == 0 || c->peer_gone)) {
+		/* TLS ends with a close_notify (RFC 8446 6.1), or clients such as
+		 * openssl s_client report a truncated session. Best effort: the
+		 * output is sent, so the short record fits the socket buffer. */
+		if (c->tls && !c->peer_gone)
+			(void)tls_conn_bye(c->tls);
 		conn_free(c);
 		return;
 	}

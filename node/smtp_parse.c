@@ -36,7 +36,9 @@
 #include "smtp_parse.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <string.h>
 
@@ -1303,4 +1305,31 @@ smtp_parse_command(const char *line, size_t len, const struct smtp_offer *offer,
 	memset(cmd, 0, sizeof(*cmd));
 	cmd->verb = verb;
 	return -1;
+}
+
+void
+smtp_hops_feed(struct smtp_hops *h, const char *p, size_t n)
+{
+	static const char field[] = "received:";
+	size_t i;
+
+	for (i = 0; i < n && !h->body; i++) {
+		unsigned char c = (unsigned char)p[i];
+
+		if (c == '\n') {
+			if (h->line_len == 0)
+				h->body = true;
+			h->line_len = h->matched = 0;
+			continue;
+		}
+		if (c == '\r')
+			continue;
+		/* Only a field name at the line's start counts, not a folded line. */
+		if (h->matched == h->line_len && h->matched < sizeof(field) - 1 &&
+		    tolower(c) == field[h->matched] && ++h->matched == sizeof(field) - 1 &&
+		    h->received < UINT_MAX)
+			h->received++;
+		if (h->line_len < UINT_MAX)
+			h->line_len++;
+	}
 }

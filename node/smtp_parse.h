@@ -78,4 +78,14 @@ int	 smtp_parse_mailbox(const char *s, size_t len, bool utf8_ok, struct smtp_add
  * needs quotes), "" for the null path. */
 int	 smtp_addr_format(const struct smtp_addr *, char *out, size_t outlen);
 
+/* Received: fields counted in a message header as it streams in, in pieces
+ * of any size (loop detection, RFC 5321 6.3). Start from all zeros. */
+struct smtp_hops {
+	unsigned	 received;	/* Received: fields so far */
+	bool		 body;		/* the header ended (an empty line) */
+	unsigned	 line_len;	/* octets of this line so far, CR not counted */
+	unsigned	 matched;	/* of "received:" at this line's start */
+};
+void	 smtp_hops_feed(struct smtp_hops *, const char *p, size_t n);
+
 #endif

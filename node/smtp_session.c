@@ -21,6 +21,7 @@
 #include "lookup.h"
 #include "loop.h"
 #include "scram.h"
+#include "sendrate.h"
 #include "smtp_parse.h"
 #include "spool.h"
 #include "tenant_stats.h"
@@ -30,6 +31,7 @@
 #define SMTP_MAX_ERRORS		20	/* bad commands before we hang up */
 #define SMTP_MAX_AUTH_FAILS	3
 #define SMTP_INPUT_MAX		65536
+#define SMTP_MAX_HOPS		50	/* Received: fields before we call it a loop */
 
 static struct tls_creds	*smtp_tls;
 static char		 hostname[256];
@@ -71,6 +73,9 @@ struct smtp_sess {
 	struct spool_rcpt	*rcpts;
 	size_t			 nrcpts;
 	uint64_t		 size_limit;	/* smallest limit among the recipients' tenants */
+	struct send_policy	 policy;	/* the login tenant's limits, read at MAIL */
+	uint64_t		 rate_taken;	/* when sendrate counted this message; 0 not */
+	struct smtp_hops	 hops;
 	uint64_t		 tenant_id;
 	char			 tenant_name[64];	/* the first recipient's tenant */
 	struct spool_msg	*msg;
@@ -147,6 +152,8 @@ reset_transaction(struct smtp_sess *s)
 	s->nrcpts = 0;
 	s->in_mail = false;
 	s->size_limit = 0;
+	memset(&s->policy, 0, sizeof(s->policy));
+	memset(&s->hops, 0, sizeof(s->hops));
 	s->tenant_id = 0;
 	s->tenant_name[0] = '\0';
 	s->too_big = s->write_error = false;
@@ -227,6 +234,7 @@ struct smtp_job {
 	char			 orcpt[264];
 	struct rcpt_result	 rcpt;
 	struct login_result	 login;
+	struct send_policy	 policy;
 	char			 scram[SCRAM_STORED_MAX];
 	int			 may_send;
 	char			 why[256];
@@ -246,7 +254,7 @@ job_run(MYSQL *m, void *arg)
 		explicit_bzero(j->password, sizeof(j->password));
 		return j->login.tempfail ? -1 : 0;
 	case JOB_SENDER:
-		j->may_send = lookup_may_send(m, j->address, j->sender, j->why, sizeof(j->why));
+		j->may_send = lookup_may_send(m, j->address, j->sender, &j->policy, j->why, sizeof(j->why));
 		return j->may_send == -1 ? -1 : 0;
 	case JOB_SCRAM:
 		lookup_scram(m, j->address, j->scram, sizeof(j->scram), &j->login);
@@ -290,13 +298,20 @@ after_rcpt(struct smtp_sess *s, struct smtp_job *j, int result)
 		reply(s, "550 5.1.1 <%s@%s>: Recipient address rejected: User unknown", j->local, j->domain);
 		return;
 	case RCPT_DISABLED:
-		reply(s, "550 5.2.1 <%s@%s>: Mailbox disabled, not accepting messages", j->local, j->domain);
+		reply(s, "550 5.2.1 <%s@%s>: %s, not accepting messages", j->local, j->domain,
+		    r->whole_tenant ? "The recipient's domain is suspended" : "Mailbox disabled");
 		return;
 	case RCPT_PAUSED:
-		reply(s, "450 4.2.1 <%s@%s>: Mailbox temporarily not accepting messages", j->local, j->domain);
+		reply(s, "450 4.2.1 <%s@%s>: %s temporarily not accepting messages", j->local, j->domain,
+		    r->whole_tenant ? "The recipient's domain is" : "Mailbox");
 		return;
 	case RCPT_FULL:
-		reply(s, "552 5.2.2 <%s@%s>: Mailbox full", j->local, j->domain);
+		reply(s, "552 5.2.2 <%s@%s>: %s", j->local, j->domain,
+		    r->whole_tenant ? "Mailbox full: the domain's storage is used up" : "Mailbox full");
+		return;
+	case RCPT_LOOP:
+		reply(s, "554 5.4.6 <%s@%s>: Mail loop: the aliases of this address lead back to themselves",
+		    j->local, j->domain);
 		return;
 	case RCPT_BLOCKED_SENDER:
 		reply(s, "550 5.7.1 <%s@%s>: Sender refused by the recipient's domain", j->local, j->domain);
@@ -471,6 +486,17 @@ after_scram_lookup(struct smtp_sess *s, struct smtp_job *j, int result)
 }
 
 static void
+rate_refused(struct smtp_sess *s, const struct send_policy *p)
+{
+	tenant_stats_add(s->login_tenant_name, TENANT_STAT_RATE_REFUSALS, 1);
+	sess_log(s, LOG_LVL_INFO, "%s over its sending rate of %" PRIu32 " per %" PRIu32 " s",
+	    s->login_tenant_name, p->rate_count, p->rate_per);
+	reply(s, "450 4.7.0 Sending rate exceeded: your domain may send %" PRIu32 " messages per %s, "
+	    "try again later", p->rate_count, p->rate_per == 1 ? "second" : p->rate_per == 60 ? "minute" :
+	    p->rate_per == 3600 ? "hour" : "day");
+}
+
+static void
 after_sender(struct smtp_sess *s, struct smtp_job *j, int result)
 {
 	if (result == -1) {
@@ -481,6 +507,18 @@ after_sender(struct smtp_sess *s, struct smtp_job *j, int result)
 		reply(s, "553 5.7.1 <%s>: Sender address rejected: %s", j->sender, j->why);
 		return;
 	}
+	/* The sender's tenant limits its own users, wherever the mail goes. */
+	if (j->policy.size_limit && s->mail.size > j->policy.size_limit) {
+		reply(s, "552 5.3.4 Message size exceeds your domain's limit of %" PRIu64 " bytes",
+		    j->policy.size_limit);
+		return;
+	}
+	if (!sendrate_allowed(s->login_tenant_name, j->policy.rate_count, j->policy.rate_per,
+	    sendrate_now())) {
+		rate_refused(s, &j->policy);
+		return;
+	}
+	s->policy = j->policy;
 	s->in_mail = true;
 	snprintf(s->sender, sizeof(s->sender), "%s", j->sender);
 	reply(s, "250 2.1.0 Ok");
@@ -693,6 +731,8 @@ committed(void *arg, int ok, const char *id, const char *err)
 	s->pending--;
 	s->msg = NULL;		/* the spool's now */
 	if (s->conn == NULL) {
+		if (!ok && s->rate_taken)
+			sendrate_give_back(s->login_tenant_name, s->rate_taken);
 		/* Gone before the answer: had it been 250, the client will
 		 * retry and the message may arrive twice, never zero times. */
 		if (s->pending == 0)
@@ -706,6 +746,8 @@ committed(void *arg, int ok, const char *id, const char *err)
 		smtp_count_accepted(s);
 		delivery_kick();
 	} else {
+		if (s->rate_taken)
+			sendrate_give_back(s->login_tenant_name, s->rate_taken);
 		sess_log(s, LOG_LVL_ERR, "not queued: %s", err ? err : "spool failure");
 		reply(s, "451 4.3.0 Temporary failure storing the message, try again later");
 	}
@@ -720,9 +762,22 @@ end_message(struct smtp_sess *s)
 	struct spool_envelope env;
 	uint64_t size = spool_msg_size(s->msg);
 
+	s->rate_taken = 0;
 	if (s->too_big || (s->size_limit && size > s->size_limit)) {
 		reply(s, "552 5.3.4 Message size exceeds %s", s->too_big ? "fixed maximum message size" :
 		    "the recipient's limit");
+		reset_transaction(s);
+		return;
+	}
+	if (s->policy.size_limit && size > s->policy.size_limit) {
+		reply(s, "552 5.3.4 Message size exceeds your domain's limit of %" PRIu64 " bytes",
+		    s->policy.size_limit);
+		reset_transaction(s);
+		return;
+	}
+	if (s->hops.received > SMTP_MAX_HOPS) {
+		sess_log(s, LOG_LVL_INFO, "refused: %u Received: fields, a mail loop", s->hops.received);
+		reply(s, "554 5.4.6 Too many hops (%u Received: header fields): mail loop", s->hops.received);
 		reset_transaction(s);
 		return;
 	}
@@ -730,6 +785,19 @@ end_message(struct smtp_sess *s)
 		reply(s, "451 4.3.0 Temporary failure storing the message, try again later");
 		reset_transaction(s);
 		return;
+	}
+	if (s->submission) {
+		/* Counted now, before the commit, so parallel sessions of one
+		 * tenant cannot all pass; given back if the spool fails. */
+		uint64_t now = sendrate_now();
+
+		if (!sendrate_take(s->login_tenant_name, s->policy.rate_count, s->policy.rate_per, now)) {
+			rate_refused(s, &s->policy);
+			reset_transaction(s);
+			return;
+		}
+		if (s->policy.rate_count)
+			s->rate_taken = now ? now : 1;
 	}
 	memset(&env, 0, sizeof(env));
 	snprintf(env.sender, sizeof(env.sender), "%s", s->sender);
@@ -757,6 +825,7 @@ body_write(struct smtp_sess *s, const char *p, size_t n)
 		s->too_big = true;	/* keep reading to the end, keep nothing */
 		return;
 	}
+	smtp_hops_feed(&s->hops, p, n);
 	if (spool_msg_write(s->msg, p, n) == -1)
 		s->write_error = true;
 }

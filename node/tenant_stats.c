@@ -22,7 +22,7 @@ static uint64_t		 ts_total[TENANT_STAT_COUNT];
 
 static const char *const ts_names[TENANT_STAT_COUNT] = {
 	"messagesIn", "bytesIn", "recipientsIn", "messagesOut", "bytesOut",
-	"recipientsOut", "authFailures"
+	"recipientsOut", "authFailures", "sendRateRefusals"
 };
 
 const char *

@@ -15,6 +15,7 @@ enum tenant_stat {
 	TENANT_STAT_BYTES_OUT,
 	TENANT_STAT_RCPTS_OUT,		/* recipients that server accepted */
 	TENANT_STAT_AUTH_FAILURES,	/* failed logins to the tenant's mailboxes */
+	TENANT_STAT_RATE_REFUSALS,	/* submissions refused by limits.sendRate */
 	TENANT_STAT_COUNT
 };
 

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "canon.h"
 #include "db.h"
 #include "password.h"
 #include "ydoc.h"
@@ -99,12 +100,57 @@ add_target(struct rcpt_result *r, const char *address, uint64_t mailbox_id)
 	return 0;
 }
 
-/* The forwardTo list (JSON) of a mailbox as targets: mailboxes hosted here
- * directly, anything else by remote delivery. */
-static int mailbox_target(MYSQL *, const char *, struct rcpt_result *, bool);
+/* Expanding a recipient: aliases and forwards to local addresses are
+ * followed to their mailboxes, each address at most once (an alias cycle
+ * ends there) and at most LOOKUP_DEPTH levels deep. */
+#define LOOKUP_DEPTH	8
+#define LOOKUP_SEEN	256
 
+struct expand {
+	MYSQL			*m;
+	struct rcpt_result	*r;
+	uint64_t		 size;		/* declared SIZE, 0 when not given */
+	char			*seen[LOOKUP_SEEN];
+	size_t			 nseen;
+};
+
+/* Refuse the recipient for the first reason found (one unavailable local
+ * target refuses it all: accepting would drop that target's copy). */
+static void
+refuse(struct expand *x, enum rcpt_verdict v, bool whole_tenant, const char *why, const char *address)
+{
+	if (x->r->verdict != RCPT_OK)
+		return;
+	x->r->verdict = v;
+	x->r->whole_tenant = whole_tenant;
+	snprintf(x->r->why, sizeof(x->r->why), "%s: %s", address, why);
+}
+
+/* Mark address seen: 1 new, 0 seen before, -1 out of memory. */
 static int
-forward_targets(MYSQL *m, const char *json, struct rcpt_result *r)
+see(struct expand *x, const char *address)
+{
+	size_t i;
+
+	for (i = 0; i < x->nseen; i++)
+		if (strcasecmp(x->seen[i], address) == 0)
+			return 0;
+	if (x->nseen == LOOKUP_SEEN) {
+		refuse(x, RCPT_LOOP, false, "alias expansion too large", address);
+		return 0;
+	}
+	if ((x->seen[x->nseen] = strdup(address)) == NULL)
+		return -1;
+	x->nseen++;
+	return 1;
+}
+
+static int resolve(struct expand *, const char *address, unsigned depth);
+
+/* Targets of a JSON list of addresses (alias to, forwardTo): local ones
+ * resolved here, anything else delivered remotely. */
+static int
+list_targets(struct expand *x, const char *json, unsigned depth)
 {
 	struct ydoc_stream *st = NULL;
 	char err[128];
@@ -121,100 +167,152 @@ forward_targets(MYSQL *m, const char *json, struct rcpt_result *r)
 
 		if (to == NULL)
 			continue;
-		/* A mailbox here takes it directly (no forwarding of forwards). */
-		if ((found = mailbox_target(m, to, r, false)) == -1)
+		if ((found = resolve(x, to, depth + 1)) == -1)
 			rc = -1;
-		else if (found == 0 && add_target(r, to, 0) == -1)
+		else if (found == 0 && add_target(x->r, to, 0) == -1)
 			rc = -1;
 	}
 	ydoc_free(st);
 	return rc;
 }
 
-/* A local mailbox by address: 1 found (fills verdict on trouble), 0 none, -1 db. */
+/* Bytes the tenant's mailboxes hold. */
 static int
-mailbox_target(MYSQL *m, const char *address, struct rcpt_result *r, bool check_state)
+tenant_used(MYSQL *m, const char *tenant_id, uint64_t *used)
 {
 	MYSQL_RES *res;
 	MYSQL_ROW row;
-	uint64_t quota = 0, used;
-	int rc;
 
-	res = query1(m, "SELECT id, state, JSON_VALUE(spec, '$.suspend.incoming'), "
-	    "JSON_VALUE(spec, '$.quota'), used_bytes, JSON_QUERY(spec, '$.forwardTo'), "
-	    "JSON_VALUE(spec, '$.keepCopy') FROM mailboxes WHERE address = ", address, "");
+	if ((res = query1(m, "SELECT COALESCE(SUM(used_bytes), 0) FROM mailboxes WHERE tenant_id = ",
+	    tenant_id, "")) == NULL)
+		return -1;
+	row = mysql_fetch_row(res);
+	*used = row && row[0] ? strtoull(row[0], NULL, 10) : 0;
+	mysql_free_result(res);
+	return 0;
+}
+
+/* A local mailbox by address, with its tenant's state and storage: 1 found
+ * (targets added, or the recipient refused), 0 none, -1 db. */
+static int
+mailbox_target(struct expand *x, const char *address, unsigned depth)
+{
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+	uint64_t quota = 0, used, storage = 0, tused;
+	int rc = 1;
+
+	res = query1(x->m, "SELECT x.id, x.state, JSON_VALUE(x.spec, '$.suspend.incoming'), "
+	    "JSON_VALUE(x.spec, '$.quota'), x.used_bytes, JSON_QUERY(x.spec, '$.forwardTo'), "
+	    "JSON_VALUE(x.spec, '$.keepCopy'), x.tenant_id, t.state, "
+	    "JSON_VALUE(t.spec, '$.suspend.incoming'), JSON_VALUE(t.spec, '$.limits.storage') "
+	    "FROM mailboxes x JOIN tenants t ON t.id = x.tenant_id WHERE x.address = ", address, "");
 	if (res == NULL)
 		return -1;
 	if ((row = mysql_fetch_row(res)) == NULL) {
 		mysql_free_result(res);
 		return 0;
 	}
-	rc = 1;
 	used = strtoull(row[4], NULL, 10);
 	if (row[3] != NULL)
 		(void)lookup_size(row[3], &quota);
-	if (check_state && strcmp(row[1], "active") != 0) {
-		r->verdict = RCPT_DISABLED;
-		snprintf(r->why, sizeof(r->why), "mailbox suspended");
-	} else if (check_state && is_true(row[2])) {
-		r->verdict = RCPT_PAUSED;
-		snprintf(r->why, sizeof(r->why), "mailbox incoming suspended");
-	} else if (check_state && quota > 0 && used >= quota) {
-		r->verdict = RCPT_FULL;
-		snprintf(r->why, sizeof(r->why), "mailbox over quota");
-	} else if (check_state && row[5] != NULL) {
+	if (row[10] != NULL)
+		(void)lookup_size(row[10], &storage);
+	if (strcmp(row[8], "active") != 0)
+		refuse(x, RCPT_DISABLED, true, "tenant suspended", address);
+	else if (strcmp(row[1], "active") != 0)
+		refuse(x, RCPT_DISABLED, false, "mailbox suspended", address);
+	else if (is_true(row[9]))
+		refuse(x, RCPT_PAUSED, true, "tenant incoming suspended", address);
+	else if (is_true(row[2]))
+		refuse(x, RCPT_PAUSED, false, "mailbox incoming suspended", address);
+	else if (quota > 0 && (used >= quota || used + x->size > quota))
+		refuse(x, RCPT_FULL, false, "mailbox over quota", address);
+	else if (storage > 0 && tenant_used(x->m, row[7], &tused) == -1)
+		rc = -1;
+	else if (storage > 0 && (tused >= storage || tused + x->size > storage))
+		refuse(x, RCPT_FULL, true, "tenant storage used up", address);
+	else if (row[5] != NULL) {
 		/* Forwarding: the forward addresses, and a copy here unless
 		 * keepCopy is false (it is true by default). */
-		if (forward_targets(m, row[5], r) == -1)
+		if (list_targets(x, row[5], depth) == -1)
 			rc = -1;
 		else if ((row[6] == NULL || is_true(row[6])) &&
-		    add_target(r, address, strtoull(row[0], NULL, 10)) == -1)
+		    add_target(x->r, address, strtoull(row[0], NULL, 10)) == -1)
 			rc = -1;
-	} else if (add_target(r, address, strtoull(row[0], NULL, 10)) == -1)
+	} else if (add_target(x->r, address, strtoull(row[0], NULL, 10)) == -1)
 		rc = -1;
 	mysql_free_result(res);
 	return rc;
 }
 
-/* An alias: its targets, local ones resolved to mailboxes. */
+/* An alias: 1 found (its targets added), 0 none, -1 db. */
 static int
-alias_targets(MYSQL *m, const char *address, struct rcpt_result *r)
+alias_target(struct expand *x, const char *address, unsigned depth)
 {
 	MYSQL_RES *res;
 	MYSQL_ROW row;
-	struct ydoc_stream *st = NULL;
-	char err[128];
-	size_t i;
 	int rc = 1;
 
-	res = query1(m, "SELECT JSON_QUERY(spec, '$.to') FROM aliases WHERE address = ", address, "");
+	res = query1(x->m, "SELECT JSON_QUERY(spec, '$.to') FROM aliases WHERE address = ", address, "");
 	if (res == NULL)
 		return -1;
-	if ((row = mysql_fetch_row(res)) == NULL || row[0] == NULL) {
-		mysql_free_result(res);
-		return 0;
-	}
-	if (ydoc_parse(row[0], strlen(row[0]), &st, err, sizeof(err)) == -1 || st->ndocs == 0) {
-		mysql_free_result(res);
-		ydoc_free(st);
-		return -1;
-	}
-	for (i = 0; i < ydoc_count(st->docs[0]) && st->docs[0]->type == YDOC_SEQ && rc == 1; i++) {
-		const char *to = ydoc_str(st->docs[0]->items[i]);
-		int found;
-
-		if (to == NULL)
-			continue;
-		/* A target hosted here is a mailbox; anything else is forwarded. */
-		found = mailbox_target(m, to, r, false);
-		if (found == -1)
-			rc = -1;
-		else if (found == 0 && add_target(r, to, 0) == -1)
-			rc = -1;
-	}
-	ydoc_free(st);
+	if ((row = mysql_fetch_row(res)) == NULL || row[0] == NULL)
+		rc = 0;
+	else if (list_targets(x, row[0], depth) == -1)
+		rc = -1;
 	mysql_free_result(res);
 	return rc;
+}
+
+/* The same address in the domain a domain alias stands for, if it is one:
+ * 1 (out filled), 0 not a domain alias, -1 db. */
+static int
+unalias_domain(MYSQL *m, const char *address, char *out, size_t outlen)
+{
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+	const char *at = strrchr(address, '@');
+	int rc = 0;
+
+	if (at == NULL)
+		return 0;
+	if ((res = query1(m, "SELECT alias_of FROM domains WHERE alias_of IS NOT NULL AND name = ",
+	    at + 1, "")) == NULL)
+		return -1;
+	if ((row = mysql_fetch_row(res)) != NULL && row[0] != NULL &&
+	    snprintf(out, outlen, "%.*s@%s", (int)(at - address), address, row[0]) < (int)outlen)
+		rc = 1;
+	mysql_free_result(res);
+	return rc;
+}
+
+/* A local address (mailbox, alias, or either behind a domain alias): 1
+ * hosted here (targets added or the recipient refused), 0 not a local
+ * mailbox or alias, -1 db. */
+static int
+resolve(struct expand *x, const char *address, unsigned depth)
+{
+	char lower[512], real[600];
+	size_t i;
+	int rc;
+
+	for (i = 0; address[i] && i < sizeof(lower) - 1; i++)
+		lower[i] = (char)tolower((unsigned char)address[i]);
+	lower[i] = '\0';
+	if (depth > LOOKUP_DEPTH) {
+		refuse(x, RCPT_LOOP, false, "aliases nested too deep", lower);
+		return 1;
+	}
+	if ((rc = see(x, lower)) != 1)
+		return rc == 0 ? 1 : -1;	/* expanded already: a cycle or a duplicate */
+	if ((rc = mailbox_target(x, lower, depth)) != 0)
+		return rc;
+	if ((rc = alias_target(x, lower, depth)) != 0)
+		return rc;
+	if (depth > 0 && (rc = unalias_domain(x->m, lower, real, sizeof(real))) != 0)
+		return rc == -1 ? -1 : resolve(x, real, depth + 1);
+	return 0;
 }
 
 void
@@ -224,7 +322,9 @@ lookup_recipient(MYSQL *m, const char *local, const char *domain, const char *se
 	MYSQL_RES *res = NULL;
 	MYSQL_ROW row;
 	char address[600], catch_all[600] = "", real_domain[256];
+	struct expand *x = NULL;
 	int found, hops;
+	size_t i;
 
 	memset(r, 0, sizeof(*r));
 	snprintf(real_domain, sizeof(real_domain), "%s", domain);
@@ -254,11 +354,13 @@ lookup_recipient(MYSQL *m, const char *local, const char *domain, const char *se
 		(void)lookup_size(row[5], &r->size_limit);
 	if (strcmp(row[3], "active") != 0) {
 		r->verdict = RCPT_DISABLED;
+		r->whole_tenant = true;
 		snprintf(r->why, sizeof(r->why), "tenant suspended");
 		goto done;
 	}
 	if (is_true(row[4])) {
 		r->verdict = RCPT_PAUSED;
+		r->whole_tenant = true;
 		snprintf(r->why, sizeof(r->why), "tenant incoming suspended");
 		goto done;
 	}
@@ -277,33 +379,45 @@ lookup_recipient(MYSQL *m, const char *local, const char *domain, const char *se
 	mysql_free_result(res);
 	res = NULL;
 
+	if ((x = calloc(1, sizeof(*x))) == NULL)
+		goto tempfail;
+	x->m = m;
+	x->r = r;
+	x->size = declared_size;
 	snprintf(address, sizeof(address), "%s@%s", local, real_domain);
-	for (char *p = address; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
 	r->verdict = RCPT_OK;
-	if ((found = mailbox_target(m, address, r, true)) == -1)
+	if ((found = resolve(x, address, 0)) == -1)
 		goto tempfail;
-	if (found == 0 && (found = alias_targets(m, address, r)) == -1)
-		goto tempfail;
-	if (found == 0 && catch_all[0] && (found = mailbox_target(m, catch_all, r, true)) == -1)
+	if (found == 0 && catch_all[0] && (found = resolve(x, catch_all, 0)) == -1)
 		goto tempfail;
 	if (found == 0) {
 		r->verdict = RCPT_UNKNOWN;
 		snprintf(r->why, sizeof(r->why), "no such mailbox or alias");
+	} else if (r->verdict == RCPT_OK && r->ntargets == 0) {
+		/* Everything it leads to leads back: an alias or forward cycle. */
+		r->verdict = RCPT_LOOP;
+		snprintf(r->why, sizeof(r->why), "aliases and forwards lead back to themselves");
 	}
-	return;
-done:
-	if (res)
-		mysql_free_result(res);
-	return;
+	if (r->verdict != RCPT_OK) {
+		free(r->targets);
+		r->targets = NULL;
+		r->ntargets = 0;
+	}
+	goto done;
 tempfail:
-	if (res)
-		mysql_free_result(res);
 	free(r->targets);
 	r->targets = NULL;
 	r->ntargets = 0;
 	r->verdict = RCPT_TEMPFAIL;
 	snprintf(r->why, sizeof(r->why), "database: %s", mysql_error(m));
+done:
+	if (res)
+		mysql_free_result(res);
+	if (x) {
+		for (i = 0; i < x->nseen; i++)
+			free(x->seen[i]);
+		free(x);
+	}
 }
 
 /* A real hash of a random password, to verify against for unknown logins. */
@@ -401,14 +515,18 @@ lookup_scram(MYSQL *m, const char *address, char *stored, size_t storedlen, stru
 }
 
 int
-lookup_may_send(MYSQL *m, const char *login, const char *sender, char *why, size_t whylen)
+lookup_may_send(MYSQL *m, const char *login, const char *sender, struct send_policy *p,
+    char *why, size_t whylen)
 {
 	MYSQL_RES *res;
 	MYSQL_ROW row;
+	char err[128];
 	int ok = 0;
 
+	memset(p, 0, sizeof(*p));
 	res = query1(m, "SELECT x.state, JSON_VALUE(x.spec, '$.suspend.outgoing'), t.state, "
-	    "JSON_VALUE(t.spec, '$.suspend.outgoing') FROM mailboxes x JOIN tenants t "
+	    "JSON_VALUE(t.spec, '$.suspend.outgoing'), JSON_VALUE(t.spec, '$.limits.messageSize'), "
+	    "JSON_VALUE(t.spec, '$.limits.sendRate') FROM mailboxes x JOIN tenants t "
 	    "ON t.id = x.tenant_id WHERE x.address = ", login, "");
 	if (res == NULL)
 		return -1;
@@ -419,6 +537,11 @@ lookup_may_send(MYSQL *m, const char *login, const char *sender, char *why, size
 		mysql_free_result(res);
 		return 0;
 	}
+	if (row[4] != NULL)
+		(void)lookup_size(row[4], &p->size_limit);
+	/* Provisioning checked the format; a bad one is no limit, not a refusal. */
+	if (row[5] != NULL && canon_rate(row[5], &p->rate_count, &p->rate_per, err, sizeof(err)) == -1)
+		p->rate_count = p->rate_per = 0;
 	mysql_free_result(res);
 	if (strcasecmp(login, sender) == 0)
 		return 1;
@@ -428,7 +551,6 @@ lookup_may_send(MYSQL *m, const char *login, const char *sender, char *why, size
 		return -1;
 	if ((row = mysql_fetch_row(res)) != NULL && row[0] != NULL) {
 		struct ydoc_stream *st = NULL;
-		char err[128];
 		size_t i;
 
 		if (ydoc_parse(row[0], strlen(row[0]), &st, err, sizeof(err)) == 0 && st->ndocs)

@@ -16,9 +16,10 @@ enum rcpt_verdict {
 	RCPT_UNKNOWN,		/* ours, but no such mailbox or alias */
 	RCPT_DISABLED,		/* tenant or mailbox suspended */
 	RCPT_PAUSED,		/* incoming suspended for now */
-	RCPT_FULL,		/* over quota */
+	RCPT_FULL,		/* over quota (the mailbox's, or the tenant's storage) */
 	RCPT_BLOCKED_SENDER,	/* the domain refuses this sender */
 	RCPT_TOO_BIG,		/* declared size over the tenant's messageSize */
+	RCPT_LOOP,		/* aliases lead back to themselves or nest too deep */
 	RCPT_TEMPFAIL		/* database trouble */
 };
 
@@ -32,12 +33,17 @@ struct rcpt_result {
 	uint64_t		 tenant_id;
 	char			 tenant[64];
 	uint64_t		 size_limit;	/* tenant messageSize; 0: none */
+	bool			 whole_tenant;	/* a refusal for the tenant, not the mailbox */
 	struct rcpt_target	*targets;	/* caller frees */
 	size_t			 ntargets;
 	char			 why[256];	/* for the log */
 };
 
-/* local and domain as parsed (domain lower case); sender "" for <>. */
+/* local and domain as parsed (domain lower case); sender "" for <>.
+ * Aliases and forwards to local addresses are followed to the mailboxes
+ * (each address once, a few levels deep); when any local mailbox reached
+ * is suspended, paused or full (its quota or its tenant's storage, with
+ * declared_size counted in) the recipient is refused for that reason. */
 void	 lookup_recipient(MYSQL *, const char *local, const char *domain, const char *sender,
 	    uint64_t declared_size, struct rcpt_result *);
 
@@ -56,10 +62,17 @@ void	 lookup_login(MYSQL *, const char *address, const char *password, struct lo
  * (r->ok false when there is no such mailbox or no keys). */
 void	 lookup_scram(MYSQL *, const char *address, char *stored, size_t storedlen, struct login_result *);
 
+/* What the login's tenant allows its senders. */
+struct send_policy {
+	uint64_t	 size_limit;		/* limits.messageSize; 0: none */
+	uint32_t	 rate_count, rate_per;	/* limits.sendRate: count per rate_per s; 0: none */
+};
+
 /* May the mailbox login send as sender (its own address, or an alias that
  * delivers to it)? Also refuses when the tenant's or mailbox's outgoing is
- * suspended. 1 yes, 0 no (why says which), -1 database trouble. */
-int	 lookup_may_send(MYSQL *, const char *login, const char *sender, char *why, size_t whylen);
+ * suspended. 1 yes (p filled), 0 no (why says which), -1 database trouble. */
+int	 lookup_may_send(MYSQL *, const char *login, const char *sender, struct send_policy *p,
+	    char *why, size_t whylen);
 
 /* Size text of the canonical spec ("25MiB", "1048576") in bytes. */
 int	 lookup_size(const char *, uint64_t *);

@@ -239,6 +239,27 @@ fuzz_mailbox(const char *s, size_t len)
 		check(memcmp(&a, &zero, sizeof(a)) == 0);
 }
 
+/* The Received: count of a message header must not depend on how the
+ * bytes were cut into pieces (DATA lines, BDAT chunks), and no more fields
+ * than lines can be counted. */
+static void
+fuzz_hops(const char *p, size_t n)
+{
+	struct smtp_hops whole = { 0 }, parts = { 0 };
+	size_t cut = n ? (unsigned char)p[0] % n : 0, i, lines = 0;
+
+	smtp_hops_feed(&whole, p, n);
+	smtp_hops_feed(&parts, p, cut);
+	smtp_hops_feed(&parts, p + cut, 0);
+	for (i = cut; i < n; i++)
+		smtp_hops_feed(&parts, p + i, 1);
+	check(whole.received == parts.received && whole.body == parts.body);
+	for (i = 0; i < n; i++)
+		if (p[i] == '\n')
+			lines++;
+	check(whole.received <= lines + 1);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -268,6 +289,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(buf != NULL);
 	memcpy(buf, data, size);
 	fuzz_mailbox(buf, size);
+	fuzz_hops(buf, size);
 	free(buf);
 	return 0;
 }

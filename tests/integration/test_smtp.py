@@ -419,6 +419,280 @@ def crypt_sha512(password):
     return "{SHA512-CRYPT}" + r.stdout.strip()
 
 
+LIMITS_PASSWORD = "pw-" + base64.b32encode(os.urandom(10)).decode()
+
+
+@pytest.fixture(scope="module")
+def limits(mx):
+    """Tenants whose limits and states the session enforces: a send rate,
+    a sender-side message size, suspended outgoing and incoming, storage,
+    and aliases that loop or lead to mailboxes that cannot take mail."""
+    docs = []
+
+    def doc(kind, name, spec, tenant=None):
+        meta = {"name": name}
+        if tenant:
+            meta["tenant"] = tenant
+        docs.append({"apiVersion": "mailnode/v1", "kind": kind, "metadata": meta, "spec": spec})
+    for t, spec in [("rated", {"limits": {"sendRate": "3/m"}}), ("small", {"limits": {"messageSize": "2KiB"}}),
+                    ("quiet", {"suspend": {"outgoing": True}}), ("frozen", {"state": "suspended"}),
+                    ("paused", {"suspend": {"incoming": True}}), ("store", {"limits": {"storage": "10KiB"}}),
+                    ("loops", {})]:
+        doc("Tenant", t, spec)
+        doc("Domain", t + ".test", {}, t)
+        doc("Mailbox", "u@%s.test" % t, {"password": LIMITS_PASSWORD}, t)
+    doc("Mailbox", "mute@store.test", {"password": LIMITS_PASSWORD, "suspend": {"outgoing": True}}, "store")
+    doc("Mailbox", "q@store.test", {"quota": "5KiB"}, "store")
+    doc("Alias", "tofull@other.test", {"to": ["full@other.test"]}, "other")
+    doc("Alias", "toaway@other.test", {"to": ["owner@other.test", "away@other.test"]}, "other")
+    doc("Mailbox", "fwdfull@other.test", {"forwardTo": ["full@other.test"]}, "other")
+    doc("Alias", "a1@loops.test", {"to": ["a2@loops.test"]}, "loops")
+    doc("Alias", "a2@loops.test", {"to": ["a1@loops.test"]}, "loops")
+    doc("Alias", "c1@loops.test", {"to": ["c2@loops.test", "team@demo.test"]}, "loops")
+    doc("Alias", "c2@loops.test", {"to": ["u@loops.test", "c1@loops.test", "owner@alias.test"]}, "loops")
+    for i in range(10):
+        doc("Alias", "d%d@loops.test" % i, {"to": ["d%d@loops.test" % (i + 1) if i < 9 else "u@loops.test"]},
+            "loops")
+    apply_text(mx, yaml.safe_dump_all(docs))
+    # u@store.test holds 8 KiB of the tenant's 10, q@store.test 1000 bytes of its 5 KiB.
+    mx.sql("UPDATE mailboxes SET used_bytes = 8192 WHERE address = 'u@store.test'")
+    mx.sql("UPDATE mailboxes SET used_bytes = 1000 WHERE address = 'q@store.test'")
+    return mx
+
+
+def submit_session(node, login, password=LIMITS_PASSWORD):
+    s = smtplib.SMTP("localhost", node.port(2587), timeout=30)
+    s.ehlo("laptop.example")
+    s.starttls(context=tls_context(node))
+    s.ehlo("laptop.example")
+    s.login(login, password)
+    return s
+
+
+def tenant_counters(node, name):
+    return {t["name"]: t for t in node.ctl_yaml("stats", "tenants")[0]["items"]}.get(name, {})
+
+
+def test_send_rate_of_the_tenant(limits):
+    """sendRate 3/m: three messages pass, the fourth in the minute gets a
+    temporary refusal (at MAIL, or at the end of DATA when another session
+    used the last place meanwhile); other tenants are unaffected."""
+    before = tenant_counters(limits, "rated").get("sendRateRefusals", 0)
+    with submit_session(limits, "u@rated.test") as s:
+        for i in range(2):
+            s.mail("u@rated.test")
+            assert s.rcpt("friend@remote.example")[0] == 250
+            assert s.data("Subject: %d\r\n\r\nx\r\n" % i)[0] == 250
+        # Two sessions both pass MAIL with one place left; the first to end
+        # its data takes it.
+        with submit_session(limits, "u@rated.test") as late:
+            assert late.mail("u@rated.test")[0] == 250
+            assert late.rcpt("friend@remote.example")[0] == 250
+            s.mail("u@rated.test")
+            assert s.rcpt("friend@remote.example")[0] == 250
+            assert s.data("Subject: 3\r\n\r\nx\r\n")[0] == 250
+            code, msg = late.data("Subject: late\r\n\r\nx\r\n")
+            assert code == 450 and msg.startswith(b"4.7.0 Sending rate exceeded"), msg
+        code, msg = s.mail("u@rated.test")
+        assert code == 450 and msg.startswith(b"4.7.0") and b"3 messages per minute" in msg, msg
+    assert tenant_counters(limits, "rated")["sendRateRefusals"] == before + 2
+    # Another tenant's users still send; inbound mail to the tenant still arrives.
+    with submit_session(limits, "u@small.test") as s:
+        assert s.mail("u@small.test")[0] == 250
+        assert s.rcpt("friend@remote.example")[0] == 250
+        assert s.data("Subject: other\r\n\r\nx\r\n")[0] == 250
+    with smtplib.SMTP("127.0.0.1", limits.port(2525), timeout=10) as s:
+        s.ehlo("client.example")
+        s.mail("x@remote.example")
+        assert s.rcpt("u@rated.test")[0] == 250
+        assert s.data("Subject: in\r\n\r\nx\r\n")[0] == 250
+
+
+def test_sender_tenant_message_size_on_submission(limits):
+    """A 2 KiB tenant cannot send more to remote recipients, declared or not."""
+    with submit_session(limits, "u@small.test") as s:
+        code, msg = s.mail("u@small.test", ["SIZE=5000"])
+        assert code == 552 and msg.startswith(b"5.3.4") and b"your domain's limit" in msg, msg
+        assert s.mail("u@small.test")[0] == 250
+        assert s.rcpt("friend@remote.example")[0] == 250
+        code, msg = s.data("Subject: big\r\n\r\n" + "x" * 3000 + "\r\n")
+        assert code == 552 and msg.startswith(b"5.3.4"), msg
+        assert s.mail("u@small.test", ["SIZE=1000"])[0] == 250
+        assert s.rcpt("friend@remote.example")[0] == 250
+        assert s.data("Subject: small\r\n\r\nfits\r\n")[0] == 250
+    # A tenant without the limit sends the same 3000 bytes.
+    with submit_session(limits, "u@loops.test") as s:
+        assert s.mail("u@loops.test", ["SIZE=5000"])[0] == 250
+        assert s.rcpt("friend@remote.example")[0] == 250
+        assert s.data("Subject: big\r\n\r\n" + "x" * 3000 + "\r\n")[0] == 250
+
+
+@pytest.mark.parametrize("login", ["u@quiet.test", "mute@store.test"])
+def test_outgoing_suspension(limits, login):
+    """suspend.outgoing (the tenant's or the mailbox's): the login works,
+    sending does not; mail to the address still comes in."""
+    with submit_session(limits, login) as s:
+        code, msg = s.mail(login)
+        assert code == 553 and msg.startswith(b"5.7.1") and b"sending is suspended" in msg, msg
+    with smtplib.SMTP("127.0.0.1", limits.port(2525), timeout=10) as s:
+        s.ehlo("client.example")
+        s.mail("x@remote.example")
+        assert s.rcpt(login)[0] == 250
+
+
+def test_suspended_tenant_refuses_incoming_with_a_clear_reason(limits):
+    with smtplib.SMTP("127.0.0.1", limits.port(2525), timeout=10) as s:
+        s.ehlo("client.example")
+        s.mail("x@remote.example")
+        code, msg = s.rcpt("u@frozen.test")
+        assert code == 550 and msg.startswith(b"5.2.1") and b"domain is suspended" in msg, msg
+        code, msg = s.rcpt("u@paused.test")
+        assert code == 450 and msg.startswith(b"4.2.1") and b"domain is temporarily" in msg, msg
+        # A mailbox of its own still says mailbox.
+        code, msg = s.rcpt("away@other.test")
+        assert code == 450 and msg.startswith(b"4.2.1 <away@other.test>: Mailbox"), msg
+    # A suspended tenant's users cannot log in either.
+    with smtplib.SMTP("localhost", limits.port(2587), timeout=30) as s:
+        s.ehlo("laptop.example")
+        s.starttls(context=tls_context(limits))
+        s.ehlo("laptop.example")
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            s.login("u@frozen.test", LIMITS_PASSWORD)
+
+
+def received_headers(n):
+    return "".join("Received: from hop%d.example by hop%d.example; Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+                   % (i, i + 1) for i in range(n))
+
+
+def test_received_hop_limit(limits):
+    """More than 50 Received: fields is a loop: 554 5.4.6, by DATA or BDAT;
+    50 pass, and a Received: line in the body does not count."""
+    with smtplib.SMTP("127.0.0.1", limits.port(2525), timeout=10) as s:
+        s.ehlo("client.example")
+        s.mail("x@remote.example")
+        s.rcpt("bob@demo.test")
+        code, msg = s.data(received_headers(51) + "Subject: loop\r\n\r\nx\r\n")
+        assert code == 554 and msg.startswith(b"5.4.6"), msg
+        s.mail("x@remote.example")
+        s.rcpt("bob@demo.test")
+        code, reply = s.data(received_headers(50) + "Subject: ok\r\n\r\n" + received_headers(10))
+        assert code == 250
+    assert spool_file(limits, qid_of(reply)).count(b"\nReceived: ") == 60
+    body = (received_headers(51) + "Subject: loop\r\n\r\nx\r\n").encode()
+    s = socket.create_connection(("127.0.0.1", limits.port(2525)), timeout=10)
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b"EHLO c.example\r\n")
+    while not f.readline().startswith(b"250 "):
+        pass
+    s.sendall(b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<bob@demo.test>\r\n")
+    assert f.readline().startswith(b"250") and f.readline().startswith(b"250")
+    # Cut in the middle of a field name: still counted.
+    cut = body.index(b"Received", 2000) + 4
+    s.sendall(b"BDAT %d\r\n" % cut + body[:cut])
+    assert f.readline().startswith(b"250 2.0.0")
+    s.sendall(b"BDAT %d LAST\r\n" % (len(body) - cut) + body[cut:])
+    assert f.readline().startswith(b"554 5.4.6")
+    s.close()
+
+
+def test_local_aliases_expand_recursively_and_loops_end(limits):
+    with smtplib.SMTP("127.0.0.1", limits.port(2525), timeout=10) as s:
+        s.ehlo("client.example")
+        s.mail("x@remote.example")
+        code, msg = s.rcpt("a1@loops.test")
+        assert code == 554 and msg.startswith(b"5.4.6"), msg
+        code, msg = s.rcpt("d0@loops.test")
+        assert code == 554 and msg.startswith(b"5.4.6"), "ten levels of aliases are too deep"
+        assert s.rcpt("d3@loops.test")[0] == 250, "seven levels are fine"
+        s.rset()
+        s.mail("x@remote.example")
+        # c1 -> c2 -> (u, c1 again, owner@alias.test), team -> (alice, bob):
+        # every target local, each once, nothing sent out.
+        assert s.rcpt("c1@loops.test")[0] == 250
+        code, reply = s.data("Subject: aliases\r\n\r\nx\r\n")
+    rows = queued(limits, qid_of(reply))
+    assert [(r[2], r[3]) for r in rows] == [
+        ("alice@demo.test", mailbox_id(limits, "alice@demo.test")),
+        ("bob@demo.test", mailbox_id(limits, "bob@demo.test")),
+        ("owner@other.test", mailbox_id(limits, "owner@other.test")),
+        ("u@loops.test", mailbox_id(limits, "u@loops.test"))]
+
+
+def test_quota_with_declared_size_tenant_storage_and_alias_targets(limits):
+    with smtplib.SMTP("127.0.0.1", limits.port(2525), timeout=10) as s:
+        s.ehlo("client.example")
+        # q@store.test: 1000 of 5 KiB used.
+        s.mail("x@remote.example", ["SIZE=1000"])
+        assert s.rcpt("q@store.test")[0] == 250
+        s.rset()
+        s.mail("x@remote.example", ["SIZE=4500"])
+        code, msg = s.rcpt("q@store.test")
+        assert (code, msg) == (552, b"5.2.2 <q@store.test>: Mailbox full"), msg
+        s.rset()
+        # The tenant: 9192 of 10 KiB used across its mailboxes.
+        s.mail("x@remote.example")
+        assert s.rcpt("u@store.test")[0] == 250
+        s.rset()
+        s.mail("x@remote.example", ["SIZE=2000"])
+        code, msg = s.rcpt("u@store.test")
+        assert code == 552 and msg.startswith(b"5.2.2") and b"domain's storage" in msg, msg
+        s.rset()
+        # Aliases and forwards do not hide a full or paused mailbox.
+        s.mail("x@remote.example")
+        code, msg = s.rcpt("tofull@other.test")
+        assert code == 552 and msg.startswith(b"5.2.2"), msg
+        code, msg = s.rcpt("fwdfull@other.test")
+        assert code == 552 and msg.startswith(b"5.2.2"), msg
+        code, msg = s.rcpt("toaway@other.test")
+        assert code == 450 and msg.startswith(b"4.2.1"), msg
+    mx = limits
+    mx.sql("UPDATE mailboxes SET used_bytes = 0 WHERE address = 'u@store.test'")
+    with smtplib.SMTP("127.0.0.1", mx.port(2525), timeout=10) as s:
+        s.ehlo("client.example")
+        s.mail("x@remote.example", ["SIZE=2000"])
+        assert s.rcpt("u@store.test")[0] == 250
+
+
+def test_recipient_limit(limits):
+    """1000 recipients per message; the next gets 452 4.5.3 and the
+    message goes to the 1000."""
+    s = socket.create_connection(("127.0.0.1", limits.port(2525)), timeout=60)
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b"EHLO c.example\r\nMAIL FROM:<a@remote.example>\r\n" + b"RCPT TO:<bob@demo.test>\r\n" * 1001)
+    while not f.readline().startswith(b"250 "):
+        pass
+    assert f.readline().startswith(b"250")
+    answers = [f.readline() for _ in range(1001)]
+    assert all(a.startswith(b"250 2.1.5") for a in answers[:1000])
+    assert answers[1000].startswith(b"452 4.5.3"), answers[1000]
+    s.sendall(b"DATA\r\n")
+    assert f.readline().startswith(b"354")
+    s.sendall(b"Subject: many\r\n\r\nx\r\n.\r\n")
+    qid = qid_of(f.readline())
+    s.close()
+    assert limits.sql("SELECT COUNT(*) FROM queue_recipients r JOIN queue_messages m ON m.id = r.message_id "
+                      "WHERE m.qid = '%s'" % qid) == [["1000"]]
+
+
+def test_twenty_errors_end_the_session(limits):
+    s = socket.create_connection(("127.0.0.1", limits.port(2525)), timeout=10)
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b"MAIL FROM:<broken\r\n" * 19)
+    for _ in range(19):
+        assert f.readline()[:1] == b"5"
+    s.sendall(b"NOOP\r\n")
+    assert f.readline().startswith(b"250"), "19 errors are not yet too many"
+    s.sendall(b"MAIL FROM:<broken\r\n")
+    assert f.readline()[:1] == b"5"
+    assert f.readline().startswith(b"421 4.7.0")
+    assert f.readline() == b"", "the node hung up"
+    s.close()
+
+
 def test_kill9_loses_no_accepted_message(fresh_state):
     """Many senders; kill -9 in the middle; after restart every 250 has its
     queue rows and body file, and nothing unacknowledged is left behind."""

@@ -1145,6 +1145,36 @@ test_relay_tricks(void **state)
 	assert_string_equal(cmd.addr.domain, "our.test");
 }
 
+/* Received: fields of the header only, in any case, however the bytes come. */
+static void
+test_hops(void **state)
+{
+	static const char msg[] =
+	    "Received: from a by b; Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+	    "RECEIVED: from c\r\n\tby d\r\n"
+	    "X-Received: no\r\n"
+	    "Subject: Received: no\r\n"
+	    " Received: folded, no\r\n"
+	    "received:bare LF\n"
+	    "\r\n"
+	    "Received: in the body, no\r\n";
+	static const char other[] = "Receivedx: a\r\nReceived : b\r\n";
+	struct smtp_hops h = { 0 }, k = { 0 };
+	size_t i;
+
+	(void)state;
+	smtp_hops_feed(&h, msg, sizeof(msg) - 1);
+	assert_int_equal(h.received, 3);
+	assert_true(h.body);
+	for (i = 0; i < sizeof(msg) - 1; i++)
+		smtp_hops_feed(&k, msg + i, 1);
+	assert_int_equal(k.received, 3);
+	/* "Received" without the colon is another field name. */
+	memset(&h, 0, sizeof(h));
+	smtp_hops_feed(&h, other, sizeof(other) - 1);
+	assert_int_equal(h.received, 0);
+}
+
 int
 main(void)
 {
@@ -1180,6 +1210,7 @@ main(void)
 		cmocka_unit_test(test_reply_buffer),
 		cmocka_unit_test(test_format),
 		cmocka_unit_test(test_relay_tricks),
+		cmocka_unit_test(test_hops),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
