@@ -27,6 +27,8 @@ struct smtp_client_msg {
 	int		 body_fd;	/* the message file, read from offset 0 to EOF */
 	uint64_t	 size;		/* of the file, for SIZE= */
 	const char	*return_path_prefix;	/* NULL, or a header block to send before the file (ours) */
+	const int	*cancel_fd;	/* NULL, or an fd that turns readable when the node stops:
+					 * every wait then ends at once with a temporary failure */
 	struct smtp_client_rcpt *rcpts;
 	size_t		 nrcpts;
 };
