@@ -1,7 +1,7 @@
 /* bounce: delivery status notifications (RFC 3464) for recipients that
- * failed or are delayed, queued to the message's sender through the spool like any other
- * message (null reverse-path, so a bounce never bounces). Blocking: for the
- * queue runner's thread. */
+ * failed or are delayed, queued to the message's sender through the spool
+ * like any other message (null reverse-path, so a bounce never bounces). Blocking: for the
+ * delivery threads (local runner, remote workers). */
 #ifndef MAILNODE_BOUNCE_H
 #define MAILNODE_BOUNCE_H
 

@@ -390,7 +390,7 @@ report(MYSQL *m, const struct due *x, enum bounce_action action, const char *why
 
 /* A local delivery that failed: tried again with the remote backoff, a
  * delay report once past the delay warning (if NOTIFY allows: none given
- * means FAILURE,DELAY, RFC 3461 4.1), and at the end of the queue lifetime
+ * counts as FAILURE,DELAY, one of the two readings RFC 3461 4.1 allows), and at the end of the queue lifetime
  * failed and reported. */
 static void
 defer(MYSQL *m, const struct due *x, const char *why)

@@ -482,8 +482,9 @@ fail_group(MYSQL *m, struct due *g, size_t n, const int *codes, char (*texts)[30
 	free(diag);
 }
 
-/* RFC 3461 4.1: a recipient without NOTIFY is treated as
- * NOTIFY=FAILURE,DELAY; NEVER and lists without DELAY get no warning. */
+/* RFC 3461 4.1 lets a recipient without NOTIFY mean FAILURE or
+ * FAILURE,DELAY; we take FAILURE,DELAY (senders expect to hear about mail
+ * stuck for hours). NEVER and lists without DELAY get no warning. */
 static bool
 wants_delay_report(const struct due *d)
 {

@@ -1,5 +1,5 @@
 /* smtp_client: hand one message to a remote SMTP server (RFC 5321), with
- * opportunistic STARTTLS. Blocking, with timeouts: for the queue runner's
+ * opportunistic STARTTLS. Blocking, with timeouts: for the remote workers'
  * thread, never an event loop. */
 #ifndef MAILNODE_SMTP_CLIENT_H
 #define MAILNODE_SMTP_CLIENT_H
