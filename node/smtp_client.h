@@ -1,6 +1,6 @@
 /* smtp_client: hand one message to a remote SMTP server (RFC 5321), with
- * opportunistic STARTTLS. Blocking, with timeouts: for the remote workers'
- * thread, never an event loop. */
+ * opportunistic STARTTLS. Blocking, with timeouts (and a cancel fd): for the
+ * remote workers' threads, never an event loop. */
 #ifndef MAILNODE_SMTP_CLIENT_H
 #define MAILNODE_SMTP_CLIENT_H
 
