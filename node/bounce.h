@@ -11,7 +11,7 @@
 #include <mysql.h>
 
 /* The report's Action (RFC 3464 2.3.3), which also sets its Subject. */
-enum bounce_action { BOUNCE_FAILED = 0, BOUNCE_DELAYED };
+enum bounce_action { BOUNCE_FAILED = 0, BOUNCE_DELAYED, BOUNCE_DELIVERED, BOUNCE_RELAYED };
 
 struct bounce_rcpt {
 	const char	*address;

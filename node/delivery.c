@@ -372,10 +372,10 @@ static int
 report(MYSQL *m, const struct due *x, enum bounce_action action, const char *why)
 {
 	char diag[700], err[256] = "";
-	struct bounce_rcpt br = { .address = x->address, .orcpt = x->orcpt, .status = "4.4.7",
-	    .diagnostic = diag };
+	struct bounce_rcpt br = { .address = x->address, .orcpt = x->orcpt,
+	    .status = action == BOUNCE_DELIVERED ? "2.0.0" : "4.4.7", .diagnostic = diag };
 	struct bounce_info bi = { .qid = x->qid, .sender = x->sender, .envid = x->envid,
-	    .ret_hdrs = x->ret_hdrs || action == BOUNCE_DELAYED, .spool_msg_dir = d.spool_msg,
+	    .ret_hdrs = x->ret_hdrs || action != BOUNCE_FAILED, .spool_msg_dir = d.spool_msg,
 	    .rcpts = &br, .nrcpts = 1, .action = action };
 
 	if (action == BOUNCE_DELAYED)
@@ -520,9 +520,14 @@ runner(void *unused)
 					log_err("delivery of %s to mailbox %" PRIu64 " deferred: %s",
 					    batch[i].qid, batch[i].mailbox_id, err);
 					defer(m, &batch[i], err);
-				} else
+				} else {
 					log_event(LOG_LVL_INFO, &(struct log_ctx){ .service = "spool" },
 					    "delivered %s to mailbox %" PRIu64, batch[i].qid, batch[i].mailbox_id);
+					/* NOTIFY=SUCCESS: best effort, the mail is in. */
+					if (batch[i].notify & SMTP_NOTIFY_SUCCESS)
+						(void)report(m, &batch[i], BOUNCE_DELIVERED,
+						    "250 delivered to the mailbox");
+				}
 			}
 			retire_done(m);
 		} while (n >= DELIVERY_BATCH && !d.stopping);

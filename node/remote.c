@@ -582,11 +582,44 @@ stopping(void)
 
 /* Every recipient gets an outcome: delivered, deferred (maybe with a delay
  * report), or failed and reported. */
+/* NOTIFY=SUCCESS to a server without DSN: we say it was relayed (RFC 3461
+ * 6.2.1); one with DSN reports delivery itself. Best effort: the mail is
+ * handed over. */
+static void
+relayed(MYSQL *m, struct due *g, size_t n, char (*texts)[300])
+{
+	struct bounce_rcpt *br = calloc(n, sizeof(*br));
+	char (*diag)[340] = calloc(n, sizeof(*diag));
+	char err[256] = "";
+	size_t i;
+
+	if (br != NULL && diag != NULL) {
+		struct bounce_info bi = { .qid = g[0].qid, .sender = g[0].sender, .envid = g[0].envid,
+		    .ret_hdrs = true, .spool_msg_dir = msg_dir, .rcpts = br, .nrcpts = n,
+		    .action = BOUNCE_RELAYED };
+
+		for (i = 0; i < n; i++) {
+			snprintf(diag[i], sizeof(diag[i]), "smtp; %s", texts[i]);
+			br[i].address = g[i].address;
+			br[i].orcpt = g[i].orcpt;
+			br[i].status = "2.0.0";
+			br[i].diagnostic = diag[i];
+		}
+		if (bounce_queue(m, &bi, err, sizeof(err)) == -1)
+			log_warn("queue: relay report for %s not queued: %s", g[0].qid, err);
+	}
+	free(br);
+	free(diag);
+}
+
 static void
 outcomes(MYSQL *m, struct due *g, size_t n, const int *codes, char (*texts)[300], bool permanent,
-    const char *via, const char *tls)
+    const char *via, const char *tls, bool dsn_offered)
 {
 	struct due *failed = calloc(n, sizeof(*failed)), *late = calloc(n, sizeof(*late));
+	struct due *told = calloc(n, sizeof(*told));
+	char (*ttexts)[300] = calloc(n, sizeof(*ttexts));
+	size_t nt = 0;
 	int *fcodes = calloc(n, sizeof(*fcodes));
 	char (*ftexts)[300] = calloc(n, sizeof(*ftexts)), (*ltexts)[300] = calloc(n, sizeof(*ltexts));
 	size_t k, nf = 0, nl = 0, sent = 0;
@@ -597,6 +630,12 @@ outcomes(MYSQL *m, struct due *g, size_t n, const int *codes, char (*texts)[300]
 		if (codes[k] >= 200 && codes[k] < 300) {
 			record(m, &g[k], "delivered", 0, "");
 			sent++;
+			if ((g[k].notify & SMTP_NOTIFY_SUCCESS) && !dsn_offered && told != NULL &&
+			    ttexts != NULL) {
+				told[nt] = g[k];
+				memcpy(ttexts[nt], texts[k], sizeof(ttexts[0]));
+				nt++;
+			}
 			log_event(LOG_LVL_INFO, &(struct log_ctx){ .service = "spool" },
 			    "%s: handed over to %s%s%s", g[k].qid, via, tls[0] ? " over " : "", tls);
 		} else if (perm || g[k].age >= conf.lifetime) {
@@ -614,20 +653,26 @@ outcomes(MYSQL *m, struct due *g, size_t n, const int *codes, char (*texts)[300]
 				nf++;
 			} else
 				record(m, &g[k], "deferred", conf.retry_min, texts[k]);
-		} else {
+		} else if (wants_delay_report(&g[k]) && late != NULL && ltexts != NULL) {
+			late[nl] = g[k];
+			memcpy(ltexts[nl], texts[k], sizeof(ltexts[0]));
+			nl++;
+		} else
 			record(m, &g[k], "deferred", remote_backoff(g[k].attempts), texts[k]);
-			if (wants_delay_report(&g[k]) && late != NULL && ltexts != NULL) {
-				late[nl] = g[k];
-				memcpy(ltexts[nl], texts[k], sizeof(ltexts[0]));
-				nl++;
-			}
-		}
 	}
 	remote_count_sent(&g[0], sent);
 	if (nf > 0)
 		fail_group(m, failed, nf, fcodes, ftexts);
+	/* Reported and marked while the lease still holds them: no other
+	 * worker can take them in between and warn a second time. */
 	if (nl > 0)
 		warn_group(m, late, nl, ltexts);
+	for (k = 0; k < nl; k++)
+		record(m, &late[k], "deferred", remote_backoff(late[k].attempts), ltexts[k]);
+	if (nt > 0)
+		relayed(m, told, nt, ttexts);
+	free(told);
+	free(ttexts);
 	free(failed);
 	free(fcodes);
 	free(ftexts);
@@ -650,7 +695,7 @@ deliver_group(MYSQL *m, struct worker *w, struct due *g, size_t n)
 	unsigned port = 25;
 	char (*texts)[300] = calloc(n, sizeof(*texts));
 	char path[PATH_MAX + 64], err[256] = "", tls[64] = "";
-	bool permanent = false, done = false;
+	bool permanent = false, done = false, dsn = false;
 	size_t k;
 
 	if (texts == NULL) {
@@ -700,6 +745,7 @@ deliver_group(MYSQL *m, struct worker *w, struct due *g, size_t n)
 		if (smtp_client_send(hosts[i].host, port, NULL, &to, &msg, &permanent, tls,
 		    sizeof(tls), err, sizeof(err)) == SMTPC_DONE) {
 			done = true;
+			dsn = msg.dsn_offered;
 			via = i;
 		} else if (permanent)
 			break;		/* a 5xx to the whole message: no other host will differ */
@@ -721,7 +767,8 @@ deliver_group(MYSQL *m, struct worker *w, struct due *g, size_t n)
 	}
 	if (!done)
 		tls[0] = '\0';
-	outcomes(m, g, n, codes, texts, permanent, nhosts > 0 ? hosts[via].host : g[0].domain, tls);
+	outcomes(m, g, n, codes, texts, permanent, nhosts > 0 ? hosts[via].host : g[0].domain, tls,
+	    dsn);
 	free(texts);
 }
 

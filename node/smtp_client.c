@@ -927,6 +927,7 @@ attempt(struct sc *s, const struct addrinfo *res, struct smtp_client_msg *m,
 		refuse(s, "STARTTLS required (verified TLS) but not offered");
 		goto fail;
 	}
+	m->dsn_offered = (s->ext & EXT_DSN) != 0;
 	rc = transaction(s, m, permanent);
 fail:
 	close_session(s);

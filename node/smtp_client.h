@@ -31,6 +31,8 @@ struct smtp_client_msg {
 					 * every wait then ends at once with a temporary failure */
 	struct smtp_client_rcpt *rcpts;
 	size_t		 nrcpts;
+	/* result */
+	bool		 dsn_offered;	/* the server that answered offered DSN (RFC 3461) */
 };
 
 enum smtp_client_result { SMTPC_DONE = 0, SMTPC_TEMPFAIL = -1 };

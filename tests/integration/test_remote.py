@@ -441,3 +441,31 @@ def test_stopping_the_node_does_not_wait_for_the_black_hole(holes):
     assert wait_until(lambda: hole.open == 2, timeout=20)
     assert n.sql("SELECT COUNT(*) FROM queue_recipients WHERE address = 'x@hole.example' "
                  "AND state = 'queued'") == [["3"]]
+
+
+def test_success_reports_on_request(relay):
+    """NOTIFY=SUCCESS: delivered into a local mailbox gives Action:
+    delivered; handed to a server without DSN (the sink) gives relayed."""
+    n, sink = relay
+    ctx = ssl.create_default_context(cafile=os.path.join(n.state_dir, "tls", "ca.pem"))
+    with smtplib.SMTP_SSL("localhost", n.port(2465), timeout=10, context=ctx) as s:
+        s.login("alice@demo.test", PASSWORD)
+        s.ehlo()
+        assert s.has_extn("dsn")
+        s.mail("alice@demo.test", ["RET=HDRS"])
+        assert s.rcpt("bob@demo.test", ["NOTIFY=SUCCESS"])[0] == 250
+        assert s.rcpt("told@remote.example", ["NOTIFY=SUCCESS,FAILURE"])[0] == 250
+        assert s.rcpt("quiet@remote.example")[0] == 250
+        code, _ = s.data("Subject: tell me\r\n\r\nbody of tell me\r\n")
+        assert code == 250
+
+    def one(action, who):
+        got = [r for r in inbox_reports(n, action) if b"Final-Recipient: rfc822; " + who in r]
+        return got[0] if len(got) == 1 else None
+    assert wait_until(lambda: one("delivered", b"bob@demo.test"), timeout=20)
+    assert wait_until(lambda: one("relayed", b"told@remote.example"), timeout=20)
+    d, r = one("delivered", b"bob@demo.test"), one("relayed", b"told@remote.example")
+    assert b"Subject: Successful Mail Delivery Report" in d and b"Status: 2.0.0" in d
+    assert b"Subject: Relayed Mail Delivery Report" in r and b"Status: 2.0.0" in r
+    assert b"quiet@remote.example" not in r and b"body of tell me" not in d
+    assert not any(b"quiet@remote.example" in x for x in inbox_reports(n))
