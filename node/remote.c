@@ -719,8 +719,8 @@ deliver_group(MYSQL *m, struct worker *w, struct due *g, size_t n)
 		rc[k].orcpt = g[k].orcpt;
 	}
 	if (nhosts <= 0) {
-		snprintf(err, sizeof(err), nhosts == 0 ? "domain %s takes no mail (no such domain or "
-		    "null MX)" : "DNS lookup of %s failed", g[0].domain);
+		snprintf(err, sizeof(err), nhosts == 0 ? "domain %.200s takes no mail (no such domain or "
+		    "null MX)" : "DNS lookup of %.200s failed", g[0].domain);
 		permanent = nhosts == 0 && permanent;
 	} else {
 		snprintf(path, sizeof(path), "%s/%s", msg_dir, g[0].qid);
