@@ -62,23 +62,43 @@ append_original(struct buf *out, const char *path)
 static int
 compose(struct buf *m, const struct bounce_info *b, const char *host)
 {
-	char date[64], boundary[64], path[PATH_MAX + 64];
+	char date[64], boundary[64], until[64] = "", path[PATH_MAX + 64];
+	bool delayed = b->action == BOUNCE_DELAYED;
+	static const char *const action[] = { "failed", "delayed", "delivered", "relayed" };
+	static const char *const subject[] = { "Undelivered Mail Returned to Sender",
+	    "Delayed Mail (still being retried)", "Successful Mail Delivery Report",
+	    "Relayed Mail Delivery Report" };
+	static const char *const intro[] = {
+	    "Your message could not be delivered to the following recipients:",
+	    "Your message has not been delivered yet to the following recipients.\r\n"
+	    "It stays queued and will be tried again; you do not need to send it again.",
+	    "Your message was delivered to the following recipients:",
+	    "Your message was handed to a server that sends no delivery reports,\r\n"
+	    "for the following recipients; you will hear no more from us about it:" };
+	unsigned ai = (unsigned)b->action < 4 ? (unsigned)b->action : 0;
 	time_t now = time(NULL);
 	struct tm tm;
 	size_t i, mark;
 
 	localtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+	if (delayed && b->retry_until > 0) {
+		localtime_r(&b->retry_until, &tm);
+		strftime(until, sizeof(until), "%a, %d %b %Y %H:%M:%S %z", &tm);
+	}
 	snprintf(boundary, sizeof(boundary), "%s/%s", b->qid, host);
 	if (buf_printf(m, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n"
-	    "To: <%s>\r\nSubject: Undelivered Mail Returned to Sender\r\nDate: %s\r\n"
-	    "Message-ID: <%s.dsn@%s>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
+	    "To: <%s>\r\nSubject: %s\r\nDate: %s\r\n"
+	    "Message-ID: <%s.%s@%s>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
 	    "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"%s\"\r\n"
 	    "\r\nThis is a MIME-encapsulated message.\r\n\r\n--%s\r\n"
 	    "Content-Type: text/plain; charset=utf-8\r\n\r\n"
-	    "This is the mail system at %s.\r\n\r\n"
-	    "Your message could not be delivered to the following recipients:\r\n\r\n",
-	    host, b->sender, date, b->qid, host, boundary, boundary, host) == -1)
+	    "This is the mail system at %s.\r\n\r\n%s\r\n\r\n",
+	    host, b->sender, subject[ai], date, b->qid, action[ai], host,
+	    boundary, boundary, host, intro[ai]) == -1)
+		return -1;
+	if (delayed && until[0] && buf_printf(m, "Delivery will be attempted until %s.\r\n\r\n",
+	    until) == -1)
 		return -1;
 	for (i = 0; i < b->nrcpts; i++)
 		if (buf_printf(m, "<%s>: %s\r\n", b->rcpts[i].address, b->rcpts[i].diagnostic) == -1)
@@ -93,8 +113,9 @@ compose(struct buf *m, const struct bounce_info *b, const char *host)
 
 		if (buf_printf(m, "\r\nFinal-Recipient: rfc822; %s\r\n", r->address) == -1 ||
 		    (r->orcpt && *r->orcpt && buf_printf(m, "Original-Recipient: %s\r\n", r->orcpt) == -1) ||
-		    buf_printf(m, "Action: failed\r\nStatus: %s\r\nDiagnostic-Code: %s\r\n",
-		    r->status, r->diagnostic) == -1)
+		    buf_printf(m, "Action: %s\r\nStatus: %s\r\nDiagnostic-Code: %s\r\n",
+		    action[ai], r->status, r->diagnostic) == -1 ||
+		    (delayed && until[0] && buf_printf(m, "Will-Retry-Until: %s\r\n", until) == -1))
 			return -1;
 	}
 	if (buf_printf(m, "\r\n--%s\r\nContent-Type: %s\r\n\r\n", boundary,

@@ -1,13 +1,17 @@
 /* bounce: delivery status notifications (RFC 3464) for recipients that
- * failed, queued to the message's sender through the spool like any other
- * message (null reverse-path, so a bounce never bounces). Blocking: for the
- * queue runner's thread. */
+ * failed or are delayed, queued to the message's sender through the spool
+ * like any other message (null reverse-path, so a bounce never bounces). Blocking: for the
+ * delivery threads (local runner, remote workers). */
 #ifndef MAILNODE_BOUNCE_H
 #define MAILNODE_BOUNCE_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 #include <mysql.h>
+
+/* The report's Action (RFC 3464 2.3.3), which also sets its Subject. */
+enum bounce_action { BOUNCE_FAILED = 0, BOUNCE_DELAYED, BOUNCE_DELIVERED, BOUNCE_RELAYED };
 
 struct bounce_rcpt {
 	const char	*address;
@@ -24,6 +28,8 @@ struct bounce_info {
 	const char		*spool_msg_dir;
 	const struct bounce_rcpt *rcpts;
 	size_t			 nrcpts;
+	enum bounce_action	 action;
+	time_t			 retry_until;	/* BOUNCE_DELAYED: Will-Retry-Until; 0: none */
 };
 
 /* 1 queued, 0 nothing to send (null sender, sender unknown here and not

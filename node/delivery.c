@@ -1,8 +1,14 @@
-/* delivery: one runner thread with its own MariaDB connection. Exactly once
- * comes from the transaction: a link made twice (after a crash) is the same
- * file, and a recipient marked delivered is never taken again. */
+/* delivery: the local runner, one thread with its own MariaDB connection
+ * (remote recipients are remote.c's workers'). Exactly once comes from the
+ * transaction: a link made twice (after a crash) is the same file, and a
+ * recipient marked delivered is never taken again. Mailboxes link to
+ * spool/local/<qid>, the body with a Return-Path line on top, written once
+ * per message; it goes when the message leaves the queue, and what a crash
+ * leaves there is cleared when the runner starts. */
 #include "delivery.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -16,18 +22,21 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bounce.h"
 #include "buf.h"
 #include "log.h"
+#include "smtp_parse.h"
 #include "store.h"
 
 #define DELIVERY_BATCH		100
 #define DELIVERY_POLL_MS	5000
-#define DELIVERY_RETRY_S	300	/* a failed local delivery is tried again after this */
 
 static struct {
 	char		 spool_msg[PATH_MAX];
+	char		 spool_local[PATH_MAX];	/* bodies with Return-Path, linked into mailboxes */
 	char		 mail_root[PATH_MAX];
 	struct db_conf	 conf;
+	struct remote_conf rconf;	/* lifetime, delay warning: as for remote mail */
 	pthread_t	 thread;
 	pthread_mutex_t	 lock;
 	pthread_cond_t	 cond;
@@ -36,9 +45,12 @@ static struct {
 } d = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
 struct due {
-	uint64_t	 rcpt_id, message_id, mailbox_id, size;
+	uint64_t	 rcpt_id, message_id, mailbox_id, size, attempts, age;
 	char		 qid[32];
 	char		 sender[520];
+	char		 address[520], orcpt[270], envid[104];
+	unsigned	 notify;
+	bool		 ret_hdrs, warned;
 };
 
 static int fsync_dir(const char *);
@@ -66,20 +78,129 @@ fsync_dir(const char *path)
 	return r;
 }
 
-/* The body in the mailbox's directory: a hard link to the spool file (one
- * copy on disk however many local recipients), or a copy across devices. */
 static int
-place_body(const struct due *x, char *rel, size_t rellen, char *err, size_t errlen)
+write_all(int fd, const char *p, size_t n)
 {
-	char dir[PATH_MAX], src[PATH_MAX], dst[PATH_MAX];
+	ssize_t w;
+
+	while (n > 0) {
+		if ((w = write(fd, p, n)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* spool/local/<qid>: "Return-Path: <sender>" (RFC 5321 4.4: the delivering
+ * server records the reverse-path) and the body, made once per message and
+ * durable (data, then its name) before a mailbox links to it. Its size is
+ * what the mailbox stores and counts. */
+static int
+local_copy(const struct due *x, char *path, size_t pathlen, uint64_t *size, char *err,
+    size_t errlen)
+{
+	char src[PATH_MAX + 64], tmp[PATH_MAX + 64], chunk[16384];
+	struct buf hdr;
+	struct stat st;
+	ssize_t n;
+	size_t i;
+	int in = -1, out = -1;
+
+	if (snprintf(path, pathlen, "%s/%s", d.spool_local, x->qid) >= (int)pathlen ||
+	    snprintf(tmp, sizeof(tmp), "%s/%s.tmp", d.spool_local, x->qid) >= (int)sizeof(tmp) ||
+	    snprintf(src, sizeof(src), "%s/%s", d.spool_msg, x->qid) >= (int)sizeof(src)) {
+		snprintf(err, errlen, "path too long");
+		return -1;
+	}
+	if (stat(path, &st) == 0) {
+		*size = (uint64_t)st.st_size;
+		return 0;
+	}
+	if (errno != ENOENT) {
+		snprintf(err, errlen, "stat %.300s: %s", path, strerror(errno));
+		return -1;
+	}
+	buf_init(&hdr, 0);
+	if (buf_puts(&hdr, "Return-Path: <") == -1)
+		goto nomem;
+	/* The parser let no control characters in; a line break here would
+	 * forge headers, so be sure. */
+	for (i = 0; x->sender[i]; i++)
+		if (buf_printf(&hdr, "%c", (unsigned char)x->sender[i] < 0x20 ||
+		    x->sender[i] == 0x7f ? '?' : x->sender[i]) == -1)
+			goto nomem;
+	if (buf_puts(&hdr, ">\r\n") == -1)
+		goto nomem;
+	if ((in = open(src, O_RDONLY | O_CLOEXEC)) == -1) {
+		snprintf(err, errlen, "open %.300s: %s", src, strerror(errno));
+		goto fail;
+	}
+	if ((out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) == -1) {
+		snprintf(err, errlen, "create %.300s: %s", tmp, strerror(errno));
+		goto fail;
+	}
+	if (write_all(out, buf_data(&hdr), buf_len(&hdr)) == -1)
+		goto wfail;
+	while ((n = read(in, chunk, sizeof(chunk))) != 0) {
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			snprintf(err, errlen, "read %.300s: %s", src, strerror(errno));
+			goto fail;
+		}
+		if (write_all(out, chunk, (size_t)n) == -1)
+			goto wfail;
+	}
+	if (fdatasync(out) == -1 || fstat(out, &st) == -1)
+		goto wfail;
+	if (close(out) == -1) {
+		out = -1;
+		goto wfail;
+	}
+	out = -1;
+	if (rename(tmp, path) == -1 || fsync_dir(d.spool_local) == -1) {
+		snprintf(err, errlen, "rename %.300s: %s", path, strerror(errno));
+		goto fail;
+	}
+	close(in);
+	buf_free(&hdr);
+	*size = (uint64_t)st.st_size;
+	return 0;
+wfail:
+	snprintf(err, errlen, "write %.300s: %s", tmp, strerror(errno));
+	goto fail;
+nomem:
+	snprintf(err, errlen, "out of memory");
+fail:
+	if (in != -1)
+		close(in);
+	if (out != -1) {
+		close(out);
+		(void)unlink(tmp);
+	}
+	buf_free(&hdr);
+	return -1;
+}
+
+/* The body in the mailbox's directory: a hard link to the local copy (one
+ * file on disk however many local recipients). */
+static int
+place_body(const struct due *x, char *rel, size_t rellen, uint64_t *size, char *err, size_t errlen)
+{
+	char dir[PATH_MAX], src[PATH_MAX + 64], dst[PATH_MAX];
 
 	if (snprintf(rel, rellen, "%" PRIu64 "/%s", x->mailbox_id, x->qid) >= (int)rellen ||
 	    snprintf(dir, sizeof(dir), "%s/%" PRIu64, d.mail_root, x->mailbox_id) >= (int)sizeof(dir) ||
-	    snprintf(src, sizeof(src), "%s/%s", d.spool_msg, x->qid) >= (int)sizeof(src) ||
 	    snprintf(dst, sizeof(dst), "%s/%s", d.mail_root, rel) >= (int)sizeof(dst)) {
 		snprintf(err, errlen, "path too long");
 		return -1;
 	}
+	if (local_copy(x, src, sizeof(src), size, err, errlen) == -1)
+		return -1;
 	if (mkdir_fsync(dir, d.mail_root) == -1) {
 		snprintf(err, errlen, "mkdir %.300s: %s", dir, strerror(errno));
 		return -1;
@@ -121,10 +242,10 @@ deliver_one(MYSQL *m, const struct due *x, char *err, size_t errlen)
 	char rel[128], sql[2600], esc_rel[260], esc_sender[1100];
 	MYSQL_RES *res;
 	MYSQL_ROW row;
-	uint64_t folder, modseq;
+	uint64_t folder, modseq, size;
 	unsigned uid;
 
-	if (place_body(x, rel, sizeof(rel), err, errlen) == -1)
+	if (place_body(x, rel, sizeof(rel), &size, err, errlen) == -1)
 		return -1;
 	mysql_real_escape_string(m, esc_rel, rel, strlen(rel));
 	mysql_real_escape_string(m, esc_sender, x->sender, strnlen(x->sender, 512));
@@ -150,7 +271,7 @@ deliver_one(MYSQL *m, const struct due *x, char *err, size_t errlen)
 	mysql_free_result(res);
 	snprintf(sql, sizeof(sql), "INSERT INTO messages (folder_id, uid, file, size, return_path, "
 	    "queue_qid, modseq) VALUES (%" PRIu64 ", %u, '%s', %" PRIu64 ", '%s', '%s', %" PRIu64 ")",
-	    folder, uid, esc_rel, x->size, esc_sender, x->qid, modseq);
+	    folder, uid, esc_rel, size, esc_sender, x->qid, modseq);
 	if (q(m, sql) == -1) {
 		/* Already there: an earlier run committed it and died after. */
 		if (mysql_errno(m) != 1062)
@@ -161,7 +282,7 @@ deliver_one(MYSQL *m, const struct due *x, char *err, size_t errlen)
 		if (q(m, sql) == -1)
 			goto sqlfail;
 		snprintf(sql, sizeof(sql), "UPDATE mailboxes SET used_bytes = used_bytes + %" PRIu64
-		    ", messages = messages + 1 WHERE id = %" PRIu64, x->size, x->mailbox_id);
+		    ", messages = messages + 1 WHERE id = %" PRIu64, size, x->mailbox_id);
 		if (q(m, sql) == -1)
 			goto sqlfail;
 	}
@@ -199,6 +320,9 @@ retire_done(MYSQL *m)
 		snprintf(path, sizeof(path), "%s/%s", d.spool_msg, row[1]);
 		if (unlink(path) == -1 && errno != ENOENT)
 			log_warn("delivery: unlink %s: %s", path, strerror(errno));
+		snprintf(path, sizeof(path), "%s/%s", d.spool_local, row[1]);
+		if (unlink(path) == -1 && errno != ENOENT)
+			log_warn("delivery: unlink %s: %s", path, strerror(errno));
 	}
 	mysql_free_result(res);
 }
@@ -208,39 +332,144 @@ fetch_due(MYSQL *m, struct due *out, size_t max)
 {
 	MYSQL_RES *res;
 	MYSQL_ROW row;
-	char sql[600];
+	char sql[900];
 	size_t n = 0;
 
-	snprintf(sql, sizeof(sql), "SELECT r.id, m.id, r.mailbox_id, m.size, m.qid, m.sender "
+	snprintf(sql, sizeof(sql), "SELECT r.id, m.id, r.mailbox_id, m.size, m.qid, m.sender, "
+	    "r.attempts, TIMESTAMPDIFF(SECOND, m.received_at, NOW()), r.address, r.orcpt, r.notify, "
+	    "r.warned, m.envid, m.ret_hdrs "
 	    "FROM queue_recipients r JOIN queue_messages m ON m.id = r.message_id "
 	    "WHERE r.state IN ('queued', 'deferred') AND r.mailbox_id IS NOT NULL AND m.held = FALSE "
 	    "AND r.next_attempt <= NOW() ORDER BY r.id LIMIT %zu", max);
 	if (q(m, sql) == -1 || (res = mysql_store_result(m)) == NULL)
 		return 0;
 	while ((row = mysql_fetch_row(res)) != NULL && n < max) {
-		out[n].rcpt_id = strtoull(row[0], NULL, 10);
-		out[n].message_id = strtoull(row[1], NULL, 10);
-		out[n].mailbox_id = strtoull(row[2], NULL, 10);
-		out[n].size = strtoull(row[3], NULL, 10);
-		snprintf(out[n].qid, sizeof(out[n].qid), "%s", row[4]);
-		snprintf(out[n].sender, sizeof(out[n].sender), "%s", row[5]);
-		n++;
+		struct due *x = &out[n++];
+
+		memset(x, 0, sizeof(*x));
+		x->rcpt_id = strtoull(row[0], NULL, 10);
+		x->message_id = strtoull(row[1], NULL, 10);
+		x->mailbox_id = strtoull(row[2], NULL, 10);
+		x->size = strtoull(row[3], NULL, 10);
+		snprintf(x->qid, sizeof(x->qid), "%s", row[4]);
+		snprintf(x->sender, sizeof(x->sender), "%s", row[5]);
+		x->attempts = strtoull(row[6], NULL, 10);
+		x->age = row[7] ? strtoull(row[7], NULL, 10) : 0;
+		snprintf(x->address, sizeof(x->address), "%s", row[8]);
+		snprintf(x->orcpt, sizeof(x->orcpt), "%s", row[9]);
+		x->notify = (unsigned)strtoul(row[10], NULL, 10);
+		x->warned = strcmp(row[11], "1") == 0;
+		snprintf(x->envid, sizeof(x->envid), "%s", row[12]);
+		x->ret_hdrs = strcmp(row[13], "1") == 0;
 	}
 	mysql_free_result(res);
 	return n;
 }
 
+/* A report to the sender about one local recipient: 1 queued or nobody to
+ * tell, -1 not now. */
+static int
+report(MYSQL *m, const struct due *x, enum bounce_action action, const char *why)
+{
+	char diag[700], err[256] = "";
+	struct bounce_rcpt br = { .address = x->address, .orcpt = x->orcpt,
+	    .status = action == BOUNCE_DELIVERED ? "2.0.0" : "4.4.7", .diagnostic = diag };
+	struct bounce_info bi = { .qid = x->qid, .sender = x->sender, .envid = x->envid,
+	    .ret_hdrs = x->ret_hdrs || action != BOUNCE_FAILED, .spool_msg_dir = d.spool_msg,
+	    .rcpts = &br, .nrcpts = 1, .action = action };
+
+	if (action == BOUNCE_DELAYED)
+		bi.retry_until = time(NULL) + (time_t)(d.rconf.lifetime - x->age);
+	snprintf(diag, sizeof(diag), "x-mailnode; %s", why);
+	if (bounce_queue(m, &bi, err, sizeof(err)) == -1) {
+		log_warn("delivery: report for %s not queued: %s", x->qid, err);
+		return -1;
+	}
+	return 1;
+}
+
+/* A local delivery that failed: tried again with the remote backoff, a
+ * delay report once past the delay warning (if NOTIFY allows: none given
+ * counts as FAILURE,DELAY, one of the two readings RFC 3461 4.1 allows), and at the end of the queue lifetime
+ * failed and reported. */
 static void
 defer(MYSQL *m, const struct due *x, const char *why)
 {
-	char sql[1400], esc[1100];
+	char sql[1500], esc[1100], last[600];
+	bool give_up = x->age >= d.rconf.lifetime, reported = true;
 
+	if (give_up) {
+		snprintf(last, sizeof(last), "gave up after %" PRIu64 " seconds: %.400s", x->age, why);
+		why = last;
+		if (!x->notify || (x->notify & SMTP_NOTIFY_FAILURE))
+			reported = report(m, x, BOUNCE_FAILED, why) == 1;
+	}
 	mysql_real_escape_string(m, esc, why, strnlen(why, 500));
-	snprintf(sql, sizeof(sql), "UPDATE queue_recipients SET state = 'deferred', attempts = "
-	    "attempts + 1, next_attempt = NOW() + INTERVAL %d SECOND, last_error = '%s' "
-	    "WHERE id = %" PRIu64, DELIVERY_RETRY_S, esc, x->rcpt_id);
-	if (q(m, sql) == -1)
+	snprintf(sql, sizeof(sql), "UPDATE queue_recipients SET state = '%s', attempts = "
+	    "attempts + 1, next_attempt = NOW() + INTERVAL %" PRIu64 " SECOND, last_error = '%s' "
+	    "WHERE id = %" PRIu64, give_up && reported ? "failed" : "deferred",
+	    give_up ? (uint64_t)d.rconf.retry_min : remote_backoff(x->attempts), esc, x->rcpt_id);
+	if (q(m, sql) == -1) {
 		log_err("delivery: cannot defer %s: %s", x->qid, mysql_error(m));
+		return;
+	}
+	if (!give_up && d.rconf.delay_warning > 0 && !x->warned &&
+	    x->age >= d.rconf.delay_warning &&
+	    (x->notify == 0 || (x->notify & SMTP_NOTIFY_DELAY)) &&
+	    report(m, x, BOUNCE_DELAYED, why) == 1) {
+		snprintf(sql, sizeof(sql), "UPDATE queue_recipients SET warned = TRUE WHERE id = %"
+		    PRIu64, x->rcpt_id);
+		if (q(m, sql) == -1)
+			log_warn("delivery: delay report for %s not marked: %s", x->qid, mysql_error(m));
+	}
+}
+
+static bool
+is_qid_name(const char *name)
+{
+	size_t i;
+
+	for (i = 0; name[i]; i++)
+		if (!isalnum((unsigned char)name[i]))
+			return false;
+	return i > 0 && i < 32;
+}
+
+/* spool/local after a crash: a half-written copy, or a copy whose message
+ * left the queue before it was removed. */
+static void
+recover_local(MYSQL *m)
+{
+	DIR *dir = opendir(d.spool_local);
+	struct dirent *de;
+	char path[PATH_MAX + 300], sql[400];
+	MYSQL_RES *res;
+	bool queued;
+
+	if (dir == NULL) {
+		log_warn("delivery: %s: %s", d.spool_local, strerror(errno));
+		return;
+	}
+	while ((de = readdir(dir)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		queued = false;
+		if (is_qid_name(de->d_name)) {
+			snprintf(sql, sizeof(sql), "SELECT 1 FROM queue_messages WHERE qid = '%s'", de->d_name);
+			if (q(m, sql) == -1 || (res = mysql_store_result(m)) == NULL)
+				break;	/* next start */
+			queued = mysql_num_rows(res) > 0;
+			mysql_free_result(res);
+		}
+		if (queued)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", d.spool_local, de->d_name);
+		if (unlink(path) == -1)
+			log_warn("delivery: unlink %s: %s", path, strerror(errno));
+		else
+			log_debug("delivery: removed %s: left by an earlier run", path);
+	}
+	closedir(dir);
 }
 
 static void *
@@ -249,6 +478,7 @@ runner(void *unused)
 	struct due *batch = calloc(DELIVERY_BATCH, sizeof(*batch));
 	MYSQL *m = NULL;
 	char err[512];
+	bool recovered = false;
 
 	(void)unused;
 	mysql_thread_init();
@@ -279,6 +509,10 @@ runner(void *unused)
 			log_warn("delivery: database unavailable: %s", err);
 			continue;
 		}
+		if (!recovered) {
+			recover_local(m);
+			recovered = true;
+		}
 		do {
 			n = fetch_due(m, batch, DELIVERY_BATCH);
 			for (i = 0; i < n; i++) {
@@ -286,12 +520,15 @@ runner(void *unused)
 					log_err("delivery of %s to mailbox %" PRIu64 " deferred: %s",
 					    batch[i].qid, batch[i].mailbox_id, err);
 					defer(m, &batch[i], err);
-				} else
+				} else {
 					log_event(LOG_LVL_INFO, &(struct log_ctx){ .service = "spool" },
 					    "delivered %s to mailbox %" PRIu64, batch[i].qid, batch[i].mailbox_id);
+					/* NOTIFY=SUCCESS: best effort, the mail is in. */
+					if (batch[i].notify & SMTP_NOTIFY_SUCCESS)
+						(void)report(m, &batch[i], BOUNCE_DELIVERED,
+						    "250 delivered to the mailbox");
+				}
 			}
-			/* Remote recipients: handed to other servers (blocking, here). */
-			n += remote_deliver_due(m);
 			retire_done(m);
 		} while (n >= DELIVERY_BATCH && !d.stopping);
 	}
@@ -306,7 +543,13 @@ int
 delivery_init(const char *spool_dir, const char *mail_root, const struct db_conf *c,
     const struct remote_conf *rc, char *err, size_t errlen)
 {
+	char id[84], host[64] = "localhost";
+	uint64_t h = 14695981039346656037ULL;
+	const char *p;
+
 	if (snprintf(d.spool_msg, sizeof(d.spool_msg), "%s/msg", spool_dir) >= (int)sizeof(d.spool_msg) ||
+	    snprintf(d.spool_local, sizeof(d.spool_local), "%s/local", spool_dir) >=
+	    (int)sizeof(d.spool_local) ||
 	    snprintf(d.mail_root, sizeof(d.mail_root), "%s", mail_root) >= (int)sizeof(d.mail_root)) {
 		snprintf(err, errlen, "mail root path too long");
 		return -1;
@@ -315,12 +558,36 @@ delivery_init(const char *spool_dir, const char *mail_root, const struct db_conf
 		snprintf(err, errlen, "mail root %s: %s", d.mail_root, strerror(errno));
 		return -1;
 	}
+	if (mkdir_fsync(d.spool_local, spool_dir) == -1) {
+		snprintf(err, errlen, "%s: %s", d.spool_local, strerror(errno));
+		return -1;
+	}
 	if (db_conf_copy(&d.conf, c) == -1) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	remote_init(rc, d.spool_msg);
+	d.rconf = *rc;
+	/* This node in the leases it takes: its host and (FNV-1a) its spool. */
+	if (gethostname(host, sizeof(host) - 1) == -1)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	for (p = spool_dir; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	snprintf(id, sizeof(id), "%s:%016" PRIx64, host, h);
+	remote_init(rc, d.spool_msg, id);
 	return 0;
+}
+
+static void runner_stop(struct service *, bool);
+
+/* After a hand-over: the local runner retires what is finished. */
+static void
+kick_local(void)
+{
+	pthread_mutex_lock(&d.lock);
+	d.kicked = true;
+	pthread_cond_signal(&d.cond);
+	pthread_mutex_unlock(&d.lock);
 }
 
 static int
@@ -337,15 +604,21 @@ runner_start(struct service *s, char *err, size_t errlen)
 		d.running = false;
 		return -1;
 	}
+	if (remote_start(&d.conf, kick_local, err, errlen) == -1) {
+		runner_stop(s, false);
+		return -1;
+	}
 	return 0;
 }
 
-/* The runner finishes the delivery in hand (a transaction), then stops. */
+/* The runner finishes the delivery in hand (a transaction), then stops;
+ * remote workers give up their hand-overs at once (the mail stays queued). */
 static void
 runner_stop(struct service *s, bool drain)
 {
 	(void)s;
 	(void)drain;
+	remote_stop();
 	pthread_mutex_lock(&d.lock);
 	if (!d.running) {
 		pthread_mutex_unlock(&d.lock);
@@ -366,6 +639,7 @@ delivery_kick(void)
 	d.kicked = true;
 	pthread_cond_signal(&d.cond);
 	pthread_mutex_unlock(&d.lock);
+	remote_kick();
 }
 
 void

@@ -1,6 +1,7 @@
 /* mailnoded: the mail node daemon. Starts (or reaches) MariaDB, applies the
  * schema migrations, loads the services' settings, opens the control socket,
  * starts the services and runs one event loop per core until told to stop. */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -70,6 +71,12 @@ usage(void)
 	    "                     instead of the recipient domains' MX hosts\n"
 	    "  --queue-lifetime S seconds a message may wait before it bounces (default 5 days)\n"
 	    "  --retry-min S      first retry delay, doubled per attempt up to 4h (default 300)\n"
+	    "  --delay-warning S  tell the sender once when mail has waited S seconds\n"
+	    "                     (RFC 3464 delayed; default 4 hours, 0: never)\n"
+	    "  --remote-workers N threads handing mail to other servers (default 4); at most\n"
+	    "                     2 of them talk to one destination at a time\n"
+	    "  --route D=H:P      hand mail for domain D to H:P instead of its MX hosts or the\n"
+	    "                     relay host (repeatable, up to 16)\n"
 	    "  --log-level L      error, warn, info or debug (default info)\n"
 	    "  --settings-markdown  print the service settings reference and exit\n");
 	exit(2);
@@ -99,6 +106,38 @@ set_relay(struct options *o, const char *s)
 	o->remote.relay_port = (unsigned)port;
 }
 
+/* domain=host:port: where one domain's mail goes. */
+static void
+add_route(struct options *o, const char *s)
+{
+	const char *eq = strchr(s, '='), *colon = strrchr(s, ':');
+	struct remote_route *r;
+	char *end;
+	long port;
+	size_t i;
+
+	if (o->remote.nroutes >= REMOTE_ROUTES_MAX) {
+		fprintf(stderr, "mailnoded: at most %d routes\n", REMOTE_ROUTES_MAX);
+		usage();
+	}
+	if (eq == NULL || eq == s || colon == NULL || colon < eq || colon == eq + 1 ||
+	    (size_t)(eq - s) >= sizeof(r->domain) || (size_t)(colon - eq - 1) >= sizeof(r->host)) {
+		fprintf(stderr, "mailnoded: a route is DOMAIN=HOST:PORT\n");
+		usage();
+	}
+	port = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || port < 1 || port > 65535) {
+		fprintf(stderr, "mailnoded: bad port in route '%s'\n", s);
+		usage();
+	}
+	r = &o->remote.routes[o->remote.nroutes++];
+	for (i = 0; i < (size_t)(eq - s); i++)
+		r->domain[i] = (char)tolower((unsigned char)s[i]);
+	r->domain[i] = '\0';
+	snprintf(r->host, sizeof(r->host), "%.*s", (int)(colon - eq - 1), eq + 1);
+	r->port = (unsigned)port;
+}
+
 static void
 parse_options(int argc, char **argv, struct options *o)
 {
@@ -115,6 +154,9 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "relay-host", required_argument, NULL, 'R' },
 		{ "queue-lifetime", required_argument, NULL, 'T' },
 		{ "retry-min", required_argument, NULL, 'r' },
+		{ "delay-warning", required_argument, NULL, 'W' },
+		{ "remote-workers", required_argument, NULL, 'w' },
+		{ "route", required_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -132,6 +174,9 @@ parse_options(int argc, char **argv, struct options *o)
 	o->remote.retry_min = 300;
 	o->remote.retry_max = 4 * 3600;
 	o->remote.timeout = 300;
+	o->remote.delay_warning = 4 * 3600;
+	o->remote.workers = 4;
+	o->remote.per_dest = 2;
 	if (getenv("MAILNODE_RELAY_HOST"))
 		set_relay(o, getenv("MAILNODE_RELAY_HOST"));
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -142,6 +187,24 @@ parse_options(int argc, char **argv, struct options *o)
 		case 'D': o->dev = true; break;
 		case 'S': o->syslog = false; break;
 		case 'R': set_relay(o, optarg); break;
+		case 'X': add_route(o, optarg); break;
+		case 'W':
+			v = strtol(optarg, &end, 10);
+			if (*end != '\0' || v < 0 || v > 100 * 86400) {
+				fprintf(stderr, "mailnoded: bad number of seconds '%s'\n", optarg);
+				usage();
+			}
+			o->remote.delay_warning = (unsigned)v;
+			break;
+		case 'w':
+			v = strtol(optarg, &end, 10);
+			if (*end != '\0' || v < 1 || v > REMOTE_WORKERS_MAX) {
+				fprintf(stderr, "mailnoded: remote workers must be 1 to %d\n",
+				    REMOTE_WORKERS_MAX);
+				usage();
+			}
+			o->remote.workers = (unsigned)v;
+			break;
 		case 'T':
 		case 'r':
 			v = strtol(optarg, &end, 10);

@@ -54,6 +54,7 @@ struct sc {
 	const char	*host;		/* as given, brackets removed */
 	const struct smtp_client_timeouts *to;
 	int		 fd;
+	int		 cancel_fd;	/* -1: none */
 	struct tls_conn	*tls;
 	struct buf	 in, out;
 	unsigned	 ext;		/* EXT_* of the last EHLO */
@@ -147,7 +148,8 @@ deadline_in(unsigned seconds)
 static int
 wait_fd(struct sc *s, short events, int64_t deadline)
 {
-	struct pollfd pfd = { .fd = s->fd, .events = events };
+	struct pollfd pfd[2] = { { .fd = s->fd, .events = events },
+	    { .fd = s->cancel_fd, .events = POLLIN } };
 	int64_t left;
 	int r;
 
@@ -157,7 +159,11 @@ wait_fd(struct sc *s, short events, int64_t deadline)
 			seterr(s, "timed out");
 			return -1;
 		}
-		r = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+		r = poll(pfd, s->cancel_fd != -1 ? 2 : 1, left > INT_MAX ? INT_MAX : (int)left);
+		if (r > 0 && s->cancel_fd != -1 && pfd[1].revents != 0) {
+			seterr(s, "given up: the node is stopping");
+			return -1;
+		}
 		if (r > 0)
 			return 0;	/* POLLERR and POLLHUP too: the I/O call says what */
 		if (r == -1 && errno != EINTR) {
@@ -921,6 +927,7 @@ attempt(struct sc *s, const struct addrinfo *res, struct smtp_client_msg *m,
 		refuse(s, "STARTTLS required (verified TLS) but not offered");
 		goto fail;
 	}
+	m->dsn_offered = (s->ext & EXT_DSN) != 0;
 	rc = transaction(s, m, permanent);
 fail:
 	close_session(s);
@@ -965,6 +972,7 @@ smtp_client_send(const char *host, unsigned port, const char *cafile,
 		err[0] = '\0';
 	memset(&s, 0, sizeof(s));
 	s.fd = -1;
+	s.cancel_fd = m != NULL && m->cancel_fd != NULL ? *m->cancel_fd : -1;
 	s.to = to;
 	s.err = err;
 	s.errlen = errlen;

@@ -1,6 +1,6 @@
 /* smtp_client: hand one message to a remote SMTP server (RFC 5321), with
- * opportunistic STARTTLS. Blocking, with timeouts: for the queue runner's
- * thread, never an event loop. */
+ * opportunistic STARTTLS. Blocking, with timeouts (and a cancel fd): for the
+ * remote workers' threads, never an event loop. */
 #ifndef MAILNODE_SMTP_CLIENT_H
 #define MAILNODE_SMTP_CLIENT_H
 
@@ -27,8 +27,12 @@ struct smtp_client_msg {
 	int		 body_fd;	/* the message file, read from offset 0 to EOF */
 	uint64_t	 size;		/* of the file, for SIZE= */
 	const char	*return_path_prefix;	/* NULL, or a header block to send before the file (ours) */
+	const int	*cancel_fd;	/* NULL, or an fd that turns readable when the node stops:
+					 * every wait then ends at once with a temporary failure */
 	struct smtp_client_rcpt *rcpts;
 	size_t		 nrcpts;
+	/* result */
+	bool		 dsn_offered;	/* the server that answered offered DSN (RFC 3461) */
 };
 
 enum smtp_client_result { SMTPC_DONE = 0, SMTPC_TEMPFAIL = -1 };
