@@ -123,7 +123,7 @@ refuse(struct expand *x, enum rcpt_verdict v, bool whole_tenant, const char *why
 		return;
 	x->r->verdict = v;
 	x->r->whole_tenant = whole_tenant;
-	snprintf(x->r->why, sizeof(x->r->why), "%s: %s", address, why);
+	snprintf(x->r->why, sizeof(x->r->why), "%.160s: %.80s", address, why);	/* bounded: why is 256 */
 }
 
 /* Mark address seen: 1 new, 0 seen before, -1 out of memory. */

@@ -743,6 +743,8 @@ def test_kill9_loses_no_accepted_message(fresh_state):
     assert all(len(v) == 1 for v in delivered.values()), "delivered twice"
     assert os.listdir(os.path.join(fresh_state, "spool", "msg")) == []
     assert os.listdir(os.path.join(fresh_state, "spool", "tmp")) == []
+    local = os.path.join(fresh_state, "spool", "local")
+    assert not os.path.isdir(local) or os.listdir(local) == []
     for q in accepted:
         with open(os.path.join(fresh_state, "mail", delivered[q][0]), "rb") as f:
             assert f.read().endswith(b"y" * 2000 + b"\r\n")

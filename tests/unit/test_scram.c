@@ -127,7 +127,7 @@ run_exchange(const char *stored_pw, const char *client_pw, bool known, int expec
 	struct scram_keys k;
 	struct scram_server *s = scram_server_new();
 	struct buf out;
-	char user[64], err[128], sf[700], final[1200], nonce[600], *r;
+	char user[64], err[128], sf[700], final[1200], nonce[700], *r;
 	int rc;
 
 	buf_init(&out, 0);
