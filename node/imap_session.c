@@ -27,6 +27,8 @@
 #include "lookup.h"
 #include "mime.h"
 #include "mutf7.h"
+#include "sasl_scram.h"
+#include "scram.h"
 #include "store.h"
 
 #define IMAP_LINE_MAX		(64 * 1024)		/* a command line without its literals */
@@ -75,6 +77,7 @@ struct imap_sess {
 	bool			 cmd_too_big;
 	bool			 skip_line;
 	char			 wait_tag[IMAP_TAG_MAX + 1];	/* AUTHENTICATE or IDLE */
+	struct sasl_scram	*scram;		/* a SCRAM exchange (else IN_AUTH is PLAIN's) */
 	bool			 idle_done;
 	uint64_t		 mailbox_id, tenant_id;
 	char			*login;
@@ -105,7 +108,7 @@ struct idle_job {
 	size_t				 n;
 };
 
-enum job_kind { JOB_LOGIN, JOB_COMMAND, JOB_POLL };
+enum job_kind { JOB_LOGIN, JOB_COMMAND, JOB_POLL, JOB_SCRAM };
 
 struct imap_job {
 	enum job_kind		 kind;
@@ -119,10 +122,11 @@ struct imap_job {
 	uint32_t		*uids;
 	size_t			 nuids, next;
 	bool			 resolved, more;
-	/* JOB_LOGIN */
+	/* JOB_LOGIN and JOB_SCRAM */
 	char			 tag[IMAP_TAG_MAX + 1];
 	char			 user[256];
 	char			 password[1024];
+	char			 scram[SCRAM_STORED_MAX];	/* the user's SCRAM keys */
 	struct login_result	 login;
 };
 
@@ -206,6 +210,7 @@ sess_free(struct imap_sess *s)
 	selected_free(s->sel);
 	buf_free(&s->cmd);
 	free(s->login);
+	sasl_scram_free(s->scram);
 	free(s);
 }
 
@@ -220,6 +225,7 @@ job_free(struct imap_job *j)
 	buf_free(&j->text);
 	buf_free(&j->out);
 	explicit_bzero(j->password, sizeof(j->password));
+	explicit_bzero(j->scram, sizeof(j->scram));
 	free(j);
 }
 
@@ -236,15 +242,16 @@ capabilities(struct imap_sess *s)
 
 	if (s->state == ST_NOAUTH) {
 		if (tls)
-			return "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE AUTH=PLAIN";
+			return "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE AUTH=PLAIN AUTH=SCRAM-SHA-256";
 		if (plaintext_ok(s))	/* the admin allows passwords in clear */
-			return "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE STARTTLS AUTH=PLAIN";
+			return "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE STARTTLS AUTH=PLAIN AUTH=SCRAM-SHA-256";
 		if (s->conn && conn_tls_available(s->conn))
 			return "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE STARTTLS LOGINDISABLED";
 		return "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE LOGINDISABLED";
 	}
 	return "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE SPECIAL-USE "
-	    "LIST-EXTENDED LIST-STATUS QUOTA CONDSTORE ESEARCH SORT UNSELECT CHILDREN";
+	    "LIST-EXTENDED LIST-STATUS QUOTA CONDSTORE ESEARCH SORT UNSELECT CHILDREN CREATE-SPECIAL-USE "
+	    "STATUS=SIZE";
 }
 
 /* Output helpers (used on workers, on the job's buffer). */
@@ -1767,6 +1774,9 @@ job_run(MYSQL *m, void *arg)
 		lookup_login(m, j->user, j->password, &j->login);
 		explicit_bzero(j->password, sizeof(j->password));
 		return j->login.tempfail ? -1 : 0;
+	case JOB_SCRAM:
+		lookup_scram(m, j->user, j->scram, sizeof(j->scram), &j->login);
+		return j->login.tempfail ? -1 : 0;
 	case JOB_POLL:
 		return notify_changes(m, j, true);
 	case JOB_COMMAND:
@@ -2008,6 +2018,7 @@ idle_tick(struct loop_timer *t)
 
 static int job_run(MYSQL *, void *);
 static void job_done(void *, int);
+static void after_scram_lookup(struct imap_sess *, struct imap_job *, int);
 
 /* The client has read most of a FETCH batch: send the next. */
 static void
@@ -2064,6 +2075,10 @@ job_done(void *arg, int result)
 			resume = false;
 		}
 		break;
+	case JOB_SCRAM:
+		s->in = IN_LINE;
+		after_scram_lookup(s, j, result);
+		break;
 	case JOB_POLL:
 		if (s->in == IN_IDLE) {
 			if (s->idle_done) {
@@ -2108,8 +2123,12 @@ submit(struct imap_sess *s, struct imap_job *j)
 	if (db_submit(job_run, job_done, j) == -1) {
 		if (j->kind == JOB_COMMAND)
 			reply(s, "%s NO [UNAVAILABLE] Temporary failure, try again later", j->cmd.tag);
-		else if (j->kind == JOB_LOGIN)
+		else if (j->kind == JOB_LOGIN || j->kind == JOB_SCRAM)
 			reply(s, "%s NO [UNAVAILABLE] Temporary failure, try again later", j->tag);
+		if (j->kind == JOB_SCRAM) {
+			sasl_scram_free(s->scram);
+			s->scram = NULL;
+		}
 		if (j->kind != JOB_POLL) {
 			s->in = IN_LINE;
 			conn_resume_input(s->conn);
@@ -2136,8 +2155,11 @@ poll_session(struct imap_sess *s)
 	submit(s, j);
 }
 
-static void
-start_login(struct imap_sess *s, const char *tag, const char *user, const char *pass)
+/* A login job for user (JOB_LOGIN or JOB_SCRAM), unless too many failed
+ * logins from this address or for this account say not now: NULL after
+ * the reply. */
+static struct imap_job *
+login_job(struct imap_sess *s, enum job_kind kind, const char *tag, const char *user)
 {
 	struct imap_job *j;
 
@@ -2146,20 +2168,30 @@ start_login(struct imap_sess *s, const char *tag, const char *user, const char *
 		break;
 	case AUTHGUARD_IP_BLOCKED:
 		reply(s, "%s NO [LIMIT] Too many failed logins from your address, try again later", tag);
-		return;
+		return NULL;
 	case AUTHGUARD_ACCOUNT_BLOCKED:
 		reply(s, "%s NO [LIMIT] Too many failed logins for this account, try again later", tag);
-		return;
+		return NULL;
 	}
 	if ((j = calloc(1, sizeof(*j))) == NULL) {
 		reply(s, "%s NO [UNAVAILABLE] Out of memory", tag);
-		return;
+		return NULL;
 	}
 	buf_init(&j->out, 0);
 	buf_init(&j->text, 0);
-	j->kind = JOB_LOGIN;
+	j->kind = kind;
 	snprintf(j->tag, sizeof(j->tag), "%s", tag);
 	snprintf(j->user, sizeof(j->user), "%s", user);
+	return j;
+}
+
+static void
+start_login(struct imap_sess *s, const char *tag, const char *user, const char *pass)
+{
+	struct imap_job *j;
+
+	if ((j = login_job(s, JOB_LOGIN, tag, user)) == NULL)
+		return;
 	snprintf(j->password, sizeof(j->password), "%s", pass);
 	submit(s, j);
 }
@@ -2201,6 +2233,99 @@ auth_plain(struct imap_sess *s, const char *tag, const char *b64)
 	}
 	start_login(s, tag, user + 1, pass + 1);
 	explicit_bzero(raw, sizeof(raw));
+}
+
+static void
+scram_abort(struct imap_sess *s, const char *tag, const char *text)
+{
+	sasl_scram_free(s->scram);
+	s->scram = NULL;
+	s->in = IN_LINE;
+	reply(s, "%s %s", tag, text);
+}
+
+/* The exchange's outcome goes the way a checked password does, so the
+ * delays, the account's state and the tenant's rules stay in login_done. */
+static void
+scram_login(struct imap_sess *s, const char *tag)
+{
+	struct imap_job *j = calloc(1, sizeof(*j));
+
+	if (j == NULL) {
+		scram_abort(s, tag, "NO [UNAVAILABLE] Out of memory");
+		return;
+	}
+	buf_init(&j->out, 0);
+	buf_init(&j->text, 0);
+	j->kind = JOB_LOGIN;
+	snprintf(j->tag, sizeof(j->tag), "%s", tag);
+	snprintf(j->user, sizeof(j->user), "%s", sasl_scram_user(s->scram));
+	sasl_scram_result(s->scram, &j->login);
+	sasl_scram_free(s->scram);
+	s->scram = NULL;
+	s->in = IN_LINE;
+	if (!login_done(s, j, 0)) {
+		s->in = IN_WAIT;
+		conn_pause_input(s->conn);
+	}
+	job_free(j);
+}
+
+/* A challenge, as a continuation: our signature too, since RFC 3501 has
+ * no room for it in the OK. */
+static void
+scram_challenge(struct imap_sess *s, const char *tag, const struct buf *out)
+{
+	if (tag != s->wait_tag)	/* the next step's tag is already there */
+		snprintf(s->wait_tag, sizeof(s->wait_tag), "%s", tag);
+	s->in = IN_AUTH;
+	reply(s, "+ %.*s", (int)buf_len(out), buf_data(out));
+}
+
+/* The client's next SCRAM response. */
+static void
+scram_step(struct imap_sess *s, const char *tag, const char *b64)
+{
+	struct imap_job *j;
+	struct buf out;
+
+	buf_init(&out, 0);
+	switch (sasl_scram_step(s->scram, b64, strlen(b64), &out)) {
+	case SASL_SCRAM_MALFORMED:
+		scram_abort(s, tag, "BAD Malformed SCRAM message");
+		break;
+	case SASL_SCRAM_CANCELLED:
+		scram_abort(s, tag, "BAD Authentication cancelled");
+		break;
+	case SASL_SCRAM_LOOKUP:
+		if ((j = login_job(s, JOB_SCRAM, tag, sasl_scram_user(s->scram))) == NULL) {
+			sasl_scram_free(s->scram);
+			s->scram = NULL;
+		} else
+			submit(s, j);
+		break;
+	case SASL_SCRAM_CHALLENGE:
+		scram_challenge(s, tag, &out);
+		break;
+	case SASL_SCRAM_DONE:
+		scram_login(s, tag);
+		break;
+	}
+	buf_free(&out);
+}
+
+/* The keys, or none: an unknown user goes on and fails at the proof. */
+static void
+after_scram_lookup(struct imap_sess *s, struct imap_job *j, int result)
+{
+	struct buf out;
+
+	buf_init(&out, 0);
+	if (result == -1 || sasl_scram_keys(s->scram, j->scram, &j->login, &out) == -1)
+		scram_abort(s, j->tag, "NO [UNAVAILABLE] Temporary authentication failure, try again later");
+	else
+		scram_challenge(s, j->tag, &out);
+	buf_free(&out);
 }
 
 static bool
@@ -2304,17 +2429,28 @@ command(struct imap_sess *s)
 		start_login(s, c->tag, c->s1, c->s2);
 		explicit_bzero(c->s2, strlen(c->s2));
 		break;
-	case IMAP_AUTHENTICATE:
-		if (strcasecmp(c->s1, "PLAIN") != 0) {
+	case IMAP_AUTHENTICATE: {
+		bool scram = strcasecmp(c->s1, "SCRAM-SHA-256") == 0;
+
+		if (!scram && strcasecmp(c->s1, "PLAIN") != 0) {
 			reply(s, "%s NO [CANNOT] Unsupported authentication mechanism", c->tag);
 			break;
 		}
+		/* SCRAM sends no password, but the mail after the login would
+		 * go in clear: the same rule as PLAIN. */
 		if (!plaintext_ok(s)) {
 			reply(s, "%s NO [PRIVACYREQUIRED] Use STARTTLS before logging in", c->tag);
 			break;
 		}
+		if (scram && (s->scram = sasl_scram_new()) == NULL) {
+			reply(s, "%s NO [UNAVAILABLE] Out of memory", c->tag);
+			break;
+		}
 		if (c->s2_given) {
-			auth_plain(s, c->tag, c->s2);
+			if (scram)
+				scram_step(s, c->tag, c->s2);
+			else
+				auth_plain(s, c->tag, c->s2);
 			explicit_bzero(c->s2, strlen(c->s2));
 			break;
 		}
@@ -2322,6 +2458,7 @@ command(struct imap_sess *s)
 		s->in = IN_AUTH;
 		reply(s, "+ ");
 		break;
+	}
 	case IMAP_ENABLE: {
 		size_t i;
 		bool cs = false;
@@ -2395,7 +2532,10 @@ static void
 auth_line(struct imap_sess *s, const char *line)
 {
 	s->in = IN_LINE;
-	auth_plain(s, s->wait_tag, line);
+	if (s->scram)
+		scram_step(s, s->wait_tag, line);
+	else
+		auth_plain(s, s->wait_tag, line);
 }
 
 static void
@@ -2465,6 +2605,8 @@ imap_input(struct conn *conn)
 				buf_consume(in, eol);
 				if (s->in == IN_AUTH) {
 					s->in = IN_LINE;
+					sasl_scram_free(s->scram);
+					s->scram = NULL;
 					bad(s, s->wait_tag, "Response too long");
 				} else
 					idle_line(s, "");

@@ -1,5 +1,6 @@
 /* pop3_session: one POP3 session per connection (RFC 1939 with CAPA,
- * RESP-CODES, PIPELINING, UIDL, TOP, STLS and SASL PLAIN), driven by conn.
+ * RESP-CODES, PIPELINING, UIDL, TOP, STLS and SASL PLAIN and SCRAM-SHA-256),
+ * driven by conn.
  * The maildrop is the mailbox's INBOX: loaded once at login on a database
  * worker, deletions applied in one store call at QUIT. Messages go out in
  * pieces as the connection drains, never whole in memory. */
@@ -24,6 +25,8 @@
 #include "lookup.h"
 #include "loop.h"
 #include "pop3_parse.h"
+#include "sasl_scram.h"
+#include "scram.h"
 #include "store.h"
 
 #define POP3_MAX_ERRORS		20	/* bad commands before we hang up */
@@ -35,7 +38,7 @@ static struct tls_creds	*pop3_tls;
 enum pop3_state { ST_AUTHORIZATION, ST_TRANSACTION, ST_UPDATE };
 enum pop3_in {
 	IN_LINE,	/* reading commands */
-	IN_AUTH,	/* waiting for the SASL PLAIN response line */
+	IN_AUTH,	/* waiting for a SASL response line (SCRAM's or PLAIN's) */
 	IN_WAIT,	/* a job or the failed-login delay is running */
 	IN_STREAM	/* RETR or TOP is going out */
 };
@@ -58,6 +61,7 @@ struct pop3_sess {
 	unsigned		 errors, auth_fails;
 	char			 user[POP3_ARG_MAX + 1];
 	bool			 have_user;
+	struct sasl_scram	*scram;		/* a SCRAM exchange (else IN_AUTH is PLAIN's) */
 	struct loop_timer	 timer;		/* slows answers to failed logins */
 	uint64_t		 mailbox_id, locked_id;
 	char			 address[256];
@@ -73,14 +77,15 @@ struct pop3_sess {
 	struct pop3_stuffer	 stuff;
 };
 
-enum job_kind { JOB_LOGIN, JOB_LOAD, JOB_QUIT, JOB_READ };
+enum job_kind { JOB_LOGIN, JOB_LOAD, JOB_QUIT, JOB_READ, JOB_SCRAM };
 
 struct pop3_job {
 	enum job_kind		 kind;
 	struct pop3_sess	*s;
-	/* JOB_LOGIN */
+	/* JOB_LOGIN and JOB_SCRAM */
 	char			 user[POP3_ARG_MAX + 1];
 	char			 password[POP3_ARG_MAX + 1];
+	char			 scram[SCRAM_STORED_MAX];	/* the user's SCRAM keys */
 	struct login_result	 login;
 	/* JOB_LOAD */
 	uint64_t		 mailbox_id, folder_id;
@@ -100,6 +105,7 @@ struct pop3_job {
 
 static void pop3_input(struct conn *);
 static void submit(struct pop3_sess *, struct pop3_job *);
+static void after_scram_lookup(struct pop3_sess *, struct pop3_job *, int);
 
 void
 pop3_set_tls(struct tls_creds *creds)
@@ -237,6 +243,7 @@ sess_free(struct pop3_sess *s)
 		maildrop_unlock(s->locked_id);
 	msgs_free(s->msgs, s->n);
 	explicit_bzero(s->user, sizeof(s->user));
+	sasl_scram_free(s->scram);
 	free(s);
 }
 
@@ -244,6 +251,7 @@ static void
 job_free(struct pop3_job *j)
 {
 	explicit_bzero(j->password, sizeof(j->password));
+	explicit_bzero(j->scram, sizeof(j->scram));
 	buf_free(&j->out);
 	msgs_free(j->msgs, j->n);
 	free(j->dele);
@@ -281,7 +289,7 @@ capa(struct pop3_sess *s)
 	if (s->state == ST_AUTHORIZATION) {
 		if (plaintext_ok(s)) {
 			reply(s, "USER");
-			reply(s, "SASL PLAIN");
+			reply(s, "SASL PLAIN SCRAM-SHA-256");
 		}
 		if (conn_tls_available(s->conn) && !conn_tls_active(s->conn))
 			reply(s, "STLS");
@@ -514,6 +522,9 @@ job_run(MYSQL *m, void *arg)
 		lookup_login(m, j->user, j->password, &j->login);
 		explicit_bzero(j->password, sizeof(j->password));
 		return j->login.tempfail ? -1 : 0;
+	case JOB_SCRAM:
+		lookup_scram(m, j->user, j->scram, sizeof(j->scram), &j->login);
+		return j->login.tempfail ? -1 : 0;
 	case JOB_LOAD:
 		return load_maildrop(m, j);
 	case JOB_QUIT:
@@ -672,6 +683,9 @@ job_done(void *arg, int result)
 		if (!login_done(s, j, result))
 			resume = false;
 		break;
+	case JOB_SCRAM:
+		after_scram_lookup(s, j, result);
+		break;
 	case JOB_LOAD:
 		load_done(s, j, result);
 		break;
@@ -718,6 +732,10 @@ submit(struct pop3_sess *s, struct pop3_job *j)
 			return;
 		}
 		reply(s, "-ERR [SYS/TEMP] Temporary failure, try again later");
+		if (j->kind == JOB_SCRAM) {
+			sasl_scram_free(s->scram);
+			s->scram = NULL;
+		}
 		if (j->kind == JOB_LOAD && s->locked_id) {
 			maildrop_unlock(s->locked_id);
 			s->locked_id = 0;
@@ -728,6 +746,33 @@ submit(struct pop3_sess *s, struct pop3_job *j)
 		return;
 	}
 	s->pending++;
+}
+
+/* A login job for user (JOB_LOGIN or JOB_SCRAM), unless too many failed
+ * logins from this address or for this account say not now: NULL after
+ * the reply. */
+static struct pop3_job *
+login_job(struct pop3_sess *s, enum job_kind kind, const char *user)
+{
+	struct pop3_job *j;
+
+	switch (authguard_check(conn_peer_addr(s->conn), user, conn_limits_exempt(s->conn), access_now())) {
+	case AUTHGUARD_OK:
+		break;
+	case AUTHGUARD_IP_BLOCKED:
+		reply(s, "-ERR [SYS/TEMP] Too many failed logins from your address, try again later");
+		return NULL;
+	case AUTHGUARD_ACCOUNT_BLOCKED:
+		reply(s, "-ERR [SYS/TEMP] Too many failed logins for this account, try again later");
+		return NULL;
+	}
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
+		reply(s, "-ERR [SYS/TEMP] Out of memory, try again later");
+		return NULL;
+	}
+	j->kind = kind;
+	snprintf(j->user, sizeof(j->user), "%s", user);
+	return j;
 }
 
 static void
@@ -742,22 +787,8 @@ start_login(struct pop3_sess *s, const char *user, size_t ulen, const char *pass
 	}
 	memcpy(account, user, ulen);
 	account[ulen] = '\0';
-	switch (authguard_check(conn_peer_addr(s->conn), account, conn_limits_exempt(s->conn), access_now())) {
-	case AUTHGUARD_OK:
-		break;
-	case AUTHGUARD_IP_BLOCKED:
-		reply(s, "-ERR [SYS/TEMP] Too many failed logins from your address, try again later");
+	if ((j = login_job(s, JOB_LOGIN, account)) == NULL)
 		return;
-	case AUTHGUARD_ACCOUNT_BLOCKED:
-		reply(s, "-ERR [SYS/TEMP] Too many failed logins for this account, try again later");
-		return;
-	}
-	if ((j = calloc(1, sizeof(*j))) == NULL) {
-		reply(s, "-ERR [SYS/TEMP] Out of memory, try again later");
-		return;
-	}
-	j->kind = JOB_LOGIN;
-	memcpy(j->user, user, ulen);
 	memcpy(j->password, pass, plen);
 	submit(s, j);
 }
@@ -830,6 +861,118 @@ auth_plain(struct pop3_sess *s, const char *b64, size_t len)
 	gnutls_free(dst.data);
 }
 
+/* An exchange that ends here, with the reply given. */
+static void
+scram_abort(struct pop3_sess *s, const char *text)
+{
+	sasl_scram_free(s->scram);
+	s->scram = NULL;
+	s->in = IN_LINE;
+	reply(s, "-ERR %s", text);
+}
+
+/* The outcome goes the way a checked password does (login_done: delays,
+ * the account's state, the tenant's rules, the maildrop). */
+static void
+scram_login(struct pop3_sess *s)
+{
+	struct pop3_job *j = calloc(1, sizeof(*j));
+	bool close;
+
+	if (j == NULL) {
+		scram_abort(s, "[SYS/TEMP] Out of memory, try again later");
+		return;
+	}
+	j->kind = JOB_LOGIN;
+	snprintf(j->user, sizeof(j->user), "%s", sasl_scram_user(s->scram));
+	sasl_scram_result(s->scram, &j->login);
+	sasl_scram_free(s->scram);
+	s->scram = NULL;
+	s->in = IN_LINE;
+	if (!login_done(s, j, 0)) {
+		job_free(j);
+		return;
+	}
+	close = j->close_after;
+	job_free(j);
+	if (close)
+		sess_close(s);
+}
+
+/* A challenge; our signature too, answered with an empty line (RFC 5034
+ * 4: no additional data with +OK). */
+static void
+scram_challenge(struct pop3_sess *s, const struct buf *out)
+{
+	s->in = IN_AUTH;
+	reply(s, "+ %.*s", (int)buf_len(out), buf_data(out));
+}
+
+/* The client's next SCRAM response (RFC 5034, RFC 7677). */
+static void
+scram_step(struct pop3_sess *s, const char *b64, size_t len)
+{
+	struct pop3_job *j;
+	struct buf out;
+
+	buf_init(&out, 0);
+	switch (sasl_scram_step(s->scram, b64, len, &out)) {
+	case SASL_SCRAM_MALFORMED:
+		scram_abort(s, "Malformed SCRAM message");
+		break;
+	case SASL_SCRAM_CANCELLED:
+		scram_abort(s, "Authentication cancelled");
+		break;
+	case SASL_SCRAM_LOOKUP:
+		if ((j = login_job(s, JOB_SCRAM, sasl_scram_user(s->scram))) == NULL) {
+			sasl_scram_free(s->scram);
+			s->scram = NULL;
+		} else
+			submit(s, j);
+		break;
+	case SASL_SCRAM_CHALLENGE:
+		scram_challenge(s, &out);
+		break;
+	case SASL_SCRAM_DONE:
+		scram_login(s);
+		break;
+	}
+	buf_free(&out);
+}
+
+/* The keys, or none: an unknown user goes on and fails at the proof. */
+static void
+after_scram_lookup(struct pop3_sess *s, struct pop3_job *j, int result)
+{
+	struct buf out;
+
+	buf_init(&out, 0);
+	if (result == -1 || sasl_scram_keys(s->scram, j->scram, &j->login, &out) == -1)
+		scram_abort(s, "[SYS/TEMP] Temporary authentication failure, try again later");
+	else
+		scram_challenge(s, &out);
+	buf_free(&out);
+}
+
+static void
+auth_line(struct pop3_sess *s, const char *line, size_t len)
+{
+	s->in = IN_LINE;
+	if (s->scram)
+		scram_step(s, line, len);
+	else
+		auth_plain(s, line, len);
+}
+
+/* An over-long line where a SASL response was due: the exchange ends. */
+static void
+auth_end(struct pop3_sess *s)
+{
+	sasl_scram_free(s->scram);
+	s->scram = NULL;
+	s->in = IN_LINE;
+}
+
 static void
 list_or_uidl(struct pop3_sess *s, const struct pop3_cmd *c)
 {
@@ -871,6 +1014,7 @@ command(struct pop3_sess *s, const char *line, size_t len)
 	struct pop3_msg *m;
 	size_t count, i;
 	uint64_t octets;
+	bool scram;
 
 	if (pop3_parse(line, len, &c, &why) == -1) {
 		err(s, why);
@@ -952,20 +1096,30 @@ command(struct pop3_sess *s, const char *line, size_t len)
 		if (c.arg == NULL) {	/* the mechanisms, as clients probe with */
 			reply(s, "+OK");
 			reply(s, "PLAIN");
+			reply(s, "SCRAM-SHA-256");
 			reply(s, ".");
 			return;
 		}
-		if (c.arglen != 5 || strncasecmp(c.arg, "PLAIN", 5) != 0) {
+		scram = c.arglen == 13 && strncasecmp(c.arg, "SCRAM-SHA-256", 13) == 0;
+		if (!scram && (c.arglen != 5 || strncasecmp(c.arg, "PLAIN", 5) != 0)) {
 			err(s, "Unsupported authentication mechanism");
 			return;
 		}
+		/* SCRAM sends no password, but the mail would go in clear. */
 		if (!plaintext_ok(s)) {
 			err(s, "[AUTH] Plaintext authentication is not allowed before STLS");
 			return;
 		}
-		if (c.arg2 != NULL)
-			auth_plain(s, c.arg2, c.arg2len);
-		else {
+		if (scram && (s->scram = sasl_scram_new()) == NULL) {
+			reply(s, "-ERR [SYS/TEMP] Out of memory, try again later");
+			return;
+		}
+		if (c.arg2 != NULL) {
+			if (scram)
+				scram_step(s, c.arg2, c.arg2len);
+			else
+				auth_plain(s, c.arg2, c.arg2len);
+		} else {
 			reply(s, "+ ");
 			s->in = IN_AUTH;
 		}
@@ -1017,7 +1171,7 @@ pop3_input(struct conn *conn)
 				buf_consume(in, buf_len(in));
 				if (!s->skip_line) {
 					if (s->in == IN_AUTH)
-						s->in = IN_LINE;
+						auth_end(s);
 					err(s, "Line too long");
 				}
 				s->skip_line = true;
@@ -1032,17 +1186,16 @@ pop3_input(struct conn *conn)
 		if (len > POP3_LINE_MAX) {	/* fits the buffer only with a bare LF */
 			buf_consume(in, eol);
 			if (s->in == IN_AUTH)
-				s->in = IN_LINE;
+				auth_end(s);
 			err(s, "Line too long");
 			continue;
 		}
 		memcpy(line, buf_data(in), len);
 		line[len] = '\0';
 		buf_consume(in, eol);
-		if (s->in == IN_AUTH) {
-			s->in = IN_LINE;
-			auth_plain(s, line, len);
-		} else
+		if (s->in == IN_AUTH)
+			auth_line(s, line, len);
+		else
 			command(s, line, len);
 		explicit_bzero(line, len);
 	}

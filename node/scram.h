@@ -1,7 +1,8 @@
 /* scram: SCRAM-SHA-256 (RFC 5802, RFC 7677), the SASL mechanism that proves
  * a password without sending it: the stored keys a password yields, and the
- * server side of the exchange, shared by SMTP AUTH, IMAP AUTHENTICATE and
- * POP3 AUTH. Stored form (as Dovecot's):
+ * server side of the exchange. SMTP AUTH, IMAP AUTHENTICATE and POP3 AUTH
+ * reach it through sasl_scram.h (base64 and the steps). Stored form (as
+ * Dovecot's):
  *   {SCRAM-SHA-256}<iterations>,<salt b64>,<StoredKey b64>,<ServerKey b64>
  * Passwords are used as given (no SASLprep); ASCII passwords are unaffected. */
 #ifndef MAILNODE_SCRAM_H

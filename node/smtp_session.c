@@ -20,6 +20,7 @@
 #include "log.h"
 #include "lookup.h"
 #include "loop.h"
+#include "sasl_scram.h"
 #include "scram.h"
 #include "sendrate.h"
 #include "smtp_parse.h"
@@ -41,9 +42,7 @@ enum smtp_state {
 	ST_AUTH_PLAIN,		/* waiting for the PLAIN response line */
 	ST_AUTH_USER,		/* LOGIN: user name line */
 	ST_AUTH_PASS,		/* LOGIN: password line */
-	ST_AUTH_SCRAM1,		/* SCRAM: the client's first message */
-	ST_AUTH_SCRAM2,		/* SCRAM: the client's final message */
-	ST_AUTH_SCRAM3,		/* SCRAM: the empty line after our final message */
+	ST_AUTH_SCRAM,		/* SCRAM: the client's next response */
 	ST_DATA,		/* reading a DATA body */
 	ST_BDAT,		/* reading a BDAT chunk */
 	ST_WAIT			/* a lookup or the spool is working */
@@ -61,8 +60,7 @@ struct smtp_sess {
 	uint64_t		 login_tenant;
 	char			 login_tenant_name[64];
 	char			 auth_user[256];
-	struct scram_server	*scram;		/* a SCRAM exchange in progress */
-	struct login_result	 scram_login;	/* who it is, once proved */
+	struct sasl_scram	*scram;		/* a SCRAM exchange in progress */
 	unsigned		 errors, auth_fails;
 	bool			 skip_line;	/* discarding the rest of an over-long line */
 	struct loop_timer	 delay;		/* slows answers to failed logins */
@@ -167,7 +165,7 @@ sess_free(struct smtp_sess *s)
 {
 	reset_transaction(s);
 	explicit_bzero(s->auth_user, sizeof(s->auth_user));
-	scram_server_free(s->scram);
+	sasl_scram_free(s->scram);
 	free(s);
 }
 
@@ -452,36 +450,23 @@ after_login(struct smtp_sess *s, struct smtp_job *j, int result)
 	return false;
 }
 
-static int b64_encode_reply(struct smtp_sess *, const char *code, const struct buf *);
-
 /* The user's SCRAM keys (or none: the exchange goes on and fails at the
  * proof, so an unknown user looks like a wrong password). */
 static void
 after_scram_lookup(struct smtp_sess *s, struct smtp_job *j, int result)
 {
-	struct scram_keys k;
-	bool have = j->scram[0] && scram_keys_parse(j->scram, &k) == 0;
 	struct buf out;
 
-	explicit_bzero(j->scram, sizeof(j->scram));
-	if (result == -1) {
-		scram_server_free(s->scram);
+	buf_init(&out, 0);
+	if (result == -1 || sasl_scram_keys(s->scram, j->scram, &j->login, &out) == -1) {
+		sasl_scram_free(s->scram);
 		s->scram = NULL;
 		reply(s, "454 4.7.0 Temporary authentication failure, try again later");
-		return;
+	} else {
+		reply(s, "334 %.*s", (int)buf_len(&out), buf_data(&out));
+		s->state = ST_AUTH_SCRAM;
 	}
-	s->scram_login = j->login;
-	if (!have)
-		s->scram_login.ok = s->scram_login.disabled = false;
-	buf_init(&out, 0);
-	if (scram_server_first(s->scram, have ? &k : NULL, &out) == -1 ||
-	    b64_encode_reply(s, "334 ", &out) == -1) {
-		scram_server_free(s->scram);
-		s->scram = NULL;
-		reply(s, "454 4.7.0 Temporary authentication failure");
-	} else
-		s->state = ST_AUTH_SCRAM2;
-	explicit_bzero(&k, sizeof(k));
+	explicit_bzero(j->scram, sizeof(j->scram));
 	buf_free(&out);
 }
 
@@ -1012,110 +997,84 @@ auth_plain(struct smtp_sess *s, const char *b64)
 	explicit_bzero(raw, sizeof(raw));
 }
 
-/* A reply of code and the base64 of what out holds. */
-static int
-b64_encode_reply(struct smtp_sess *s, const char *code, const struct buf *out)
-{
-	gnutls_datum_t in = { (unsigned char *)buf_data(out), (unsigned)buf_len(out) }, enc = { NULL, 0 };
-
-	if (gnutls_base64_encode2(&in, &enc) != 0)
-		return -1;
-	reply(s, "%s%.*s", code, (int)enc.size, enc.data);
-	gnutls_free(enc.data);
-	return 0;
-}
-
-static void scram_login_done(struct smtp_sess *, bool proved);
+static void scram_login_done(struct smtp_sess *);
 
 static void
 scram_abort(struct smtp_sess *s, const char *text)
 {
-	scram_server_free(s->scram);
+	sasl_scram_free(s->scram);
 	s->scram = NULL;
 	s->state = ST_COMMAND;
 	reply(s, "%s", text);
 }
 
-/* The client's first message: look the user up (a database job). */
-static void
-scram_first(struct smtp_sess *s, const char *b64)
-{
-	char msg[600], user[256], err[128];
-	size_t n;
-	struct smtp_job *j;
-
-	if (b64_decode(b64, msg, sizeof(msg), &n) == -1 ||
-	    scram_server_client_first(s->scram, msg, n, user, sizeof(user), err, sizeof(err)) == -1) {
-		scram_abort(s, "501 5.5.2 Malformed SCRAM message");
-		return;
-	}
-	switch (authguard_check(conn_peer_addr(s->conn), user, conn_limits_exempt(s->conn), access_now())) {
-	case AUTHGUARD_OK:
-		break;
-	case AUTHGUARD_IP_BLOCKED:
-		scram_abort(s, "454 4.7.0 Too many failed logins from your address, try again later");
-		return;
-	case AUTHGUARD_ACCOUNT_BLOCKED:
-		scram_abort(s, "454 4.7.0 Too many failed logins for this account, try again later");
-		return;
-	}
-	if ((j = calloc(1, sizeof(*j))) == NULL) {
-		scram_abort(s, "454 4.7.0 Temporary authentication failure");
-		return;
-	}
-	j->kind = JOB_SCRAM;
-	snprintf(j->address, sizeof(j->address), "%s", user);
-	snprintf(s->auth_user, sizeof(s->auth_user), "%s", user);
-	submit(s, j);
-}
-
-/* The client's proof: right, and the server's signature goes back; the
+/* The client's next SCRAM response: its first message has the user looked
+ * up (a database job); our signature goes back for a right proof, and the
  * login takes effect after the client's empty answer to it. */
 static void
-scram_final(struct smtp_sess *s, const char *b64)
+scram_step(struct smtp_sess *s, const char *b64)
 {
-	char msg[800], err[128];
-	size_t n;
+	const char *user;
+	struct smtp_job *j;
 	struct buf out;
-	int rc;
 
 	buf_init(&out, 0);
-	if (b64_decode(b64, msg, sizeof(msg), &n) == -1 ||
-	    (rc = scram_server_client_final(s->scram, msg, n, &out, err, sizeof(err))) == -1) {
-		buf_free(&out);
-		explicit_bzero(s->auth_user, sizeof(s->auth_user));
+	switch (sasl_scram_step(s->scram, b64, strlen(b64), &out)) {
+	case SASL_SCRAM_MALFORMED:
 		scram_abort(s, "501 5.5.2 Malformed SCRAM message");
-		return;
+		break;
+	case SASL_SCRAM_CANCELLED:
+		scram_abort(s, "501 5.0.0 Authentication cancelled");
+		break;
+	case SASL_SCRAM_LOOKUP:
+		user = sasl_scram_user(s->scram);
+		switch (authguard_check(conn_peer_addr(s->conn), user, conn_limits_exempt(s->conn),
+		    access_now())) {
+		case AUTHGUARD_OK:
+			break;
+		case AUTHGUARD_IP_BLOCKED:
+			scram_abort(s, "454 4.7.0 Too many failed logins from your address, try again later");
+			goto out;
+		case AUTHGUARD_ACCOUNT_BLOCKED:
+			scram_abort(s, "454 4.7.0 Too many failed logins for this account, try again later");
+			goto out;
+		}
+		if ((j = calloc(1, sizeof(*j))) == NULL) {
+			scram_abort(s, "454 4.7.0 Temporary authentication failure");
+			break;
+		}
+		j->kind = JOB_SCRAM;
+		snprintf(j->address, sizeof(j->address), "%s", user);
+		submit(s, j);
+		break;
+	case SASL_SCRAM_CHALLENGE:
+		reply(s, "334 %.*s", (int)buf_len(&out), buf_data(&out));
+		s->state = ST_AUTH_SCRAM;
+		break;
+	case SASL_SCRAM_DONE:
+		scram_login_done(s);
+		break;
 	}
-	scram_server_free(s->scram);
-	s->scram = NULL;
-	if (rc == 1 && (s->scram_login.ok || s->scram_login.disabled)) {
-		if (b64_encode_reply(s, "334 ", &out) == -1)
-			reply(s, "454 4.7.0 Temporary authentication failure");
-		else
-			s->state = ST_AUTH_SCRAM3;
-		buf_free(&out);
-		return;
-	}
+out:
 	buf_free(&out);
-	scram_login_done(s, false);
 }
 
 /* As a checked password would: through after_login, with its delays. */
 static void
-scram_login_done(struct smtp_sess *s, bool proved)
+scram_login_done(struct smtp_sess *s)
 {
 	struct smtp_job *j = calloc(1, sizeof(*j));
 
 	if (j == NULL) {
+		sasl_scram_free(s->scram);
+		s->scram = NULL;
 		reply(s, "454 4.7.0 Temporary authentication failure");
 		return;
 	}
-	if (proved)
-		j->login = s->scram_login;
-	snprintf(j->address, sizeof(j->address), "%s", s->auth_user);
-	explicit_bzero(s->auth_user, sizeof(s->auth_user));
-	memset(&s->scram_login, 0, sizeof(s->scram_login));
+	sasl_scram_result(s->scram, &j->login);
+	snprintf(j->address, sizeof(j->address), "%s", sasl_scram_user(s->scram));
+	sasl_scram_free(s->scram);
+	s->scram = NULL;
 	if (!after_login(s, j, 0)) {
 		s->state = ST_WAIT;
 		conn_pause_input(s->conn);
@@ -1183,15 +1142,15 @@ cmd_auth(struct smtp_sess *s, const struct smtp_cmd *c)
 		return;
 	}
 	if (strcasecmp(mech, "SCRAM-SHA-256") == 0) {
-		if ((s->scram = scram_server_new()) == NULL) {
+		if ((s->scram = sasl_scram_new()) == NULL) {
 			reply(s, "454 4.7.0 Temporary authentication failure");
 			return;
 		}
 		if (init != NULL && *init) {
-			scram_first(s, init);
+			scram_step(s, init);
 			return;
 		}
-		s->state = ST_AUTH_SCRAM1;
+		s->state = ST_AUTH_SCRAM;
 		reply(s, "334 ");
 		return;
 	}
@@ -1208,26 +1167,13 @@ auth_line(struct smtp_sess *s, const char *line)
 	s->state = ST_COMMAND;
 	if (strcmp(line, "*") == 0) {
 		explicit_bzero(s->auth_user, sizeof(s->auth_user));
-		scram_server_free(s->scram);
+		sasl_scram_free(s->scram);
 		s->scram = NULL;
 		reply(s, "501 5.0.0 Authentication cancelled");
 		return;
 	}
-	if (st == ST_AUTH_SCRAM1) {
-		scram_first(s, line);
-		return;
-	}
-	if (st == ST_AUTH_SCRAM2) {
-		scram_final(s, line);
-		return;
-	}
-	if (st == ST_AUTH_SCRAM3) {
-		if (*line != '\0') {
-			explicit_bzero(s->auth_user, sizeof(s->auth_user));
-			reply(s, "501 5.5.2 Expected an empty response");
-			return;
-		}
-		scram_login_done(s, true);
+	if (st == ST_AUTH_SCRAM) {
+		scram_step(s, line);
 		return;
 	}
 	if (st == ST_AUTH_PLAIN) {
@@ -1388,8 +1334,7 @@ smtp_input(struct conn *conn)
 			line[len] = '\0';
 			buf_consume(in, eol);
 			if (s->state == ST_AUTH_PLAIN || s->state == ST_AUTH_USER ||
-			    s->state == ST_AUTH_PASS || s->state == ST_AUTH_SCRAM1 ||
-			    s->state == ST_AUTH_SCRAM2 || s->state == ST_AUTH_SCRAM3) {
+			    s->state == ST_AUTH_PASS || s->state == ST_AUTH_SCRAM) {
 				auth_line(s, line);
 				explicit_bzero(line, sizeof(line));
 			} else

@@ -269,13 +269,20 @@ folder_insert(MYSQL *m, uint64_t mailbox_id, const char *name, const char *speci
 	int rc = STORE_ERROR;
 
 	buf_init(&b, 0);
-	/* A new uidvalidity that differs from any earlier folder of that
-	 * name: the clock, or one past the largest ever handed out. */
+	/* A new uidvalidity from the mailbox's counter, which only grows: the
+	 * clock, or one past the last handed out (or past the folders made
+	 * with the mailbox, before the counter had a row). The row stays
+	 * locked to the end of the caller's transaction. */
+	if (buf_printf(&b, "INSERT INTO folder_uidvalidity (mailbox_id, last) SELECT %1$" PRIu64
+	    ", GREATEST(UNIX_TIMESTAMP(), COALESCE(MAX(uidvalidity), 0) + 1) FROM folders WHERE mailbox_id = %1$"
+	    PRIu64 " ON DUPLICATE KEY UPDATE last = GREATEST(last + 1, UNIX_TIMESTAMP())", mailbox_id) == -1 ||
+	    sq(m, &b) == -1)
+		goto out;
+	buf_reset(&b);
 	if (buf_printf(&b, "INSERT INTO folders (mailbox_id, name, special_use, uidvalidity) SELECT %"
 	    PRIu64 ", ", mailbox_id) == -1 || db_quote(m, &b, name) == -1 ||
 	    buf_puts(&b, ", ") == -1 || db_quote(m, &b, special_use ? special_use : "") == -1 ||
-	    buf_printf(&b, ", GREATEST(UNIX_TIMESTAMP(), COALESCE(MAX(uidvalidity), 0) + 1) FROM folders "
-	    "WHERE mailbox_id = %" PRIu64, mailbox_id) == -1)
+	    buf_printf(&b, ", last FROM folder_uidvalidity WHERE mailbox_id = %" PRIu64, mailbox_id) == -1)
 		goto out;
 	if (sq(m, &b) == -1) {
 		rc = mysql_errno(m) == 1062 ? STORE_EXISTS : STORE_ERROR;

@@ -4,6 +4,7 @@ flags and sections, STORE, COPY, MOVE, EXPUNGE, APPEND with and without
 LITERAL+, SEARCH and SORT, IDLE seeing mail delivered through SMTP, two
 sessions seeing each other's changes, tenant isolation, quota, and the
 error paths of the protocol."""
+import base64
 import imaplib
 import os
 import re
@@ -16,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import MAILNODECTL, TOP, wait_until
+from conftest import MAILNODECTL, TOP, ScramClient, crypt_sha512, wait_until
 
 ALICE_PW = "alice-imap-" + os.urandom(6).hex()
 BOB_PW = "bob-imap-" + os.urandom(6).hex()
@@ -212,6 +213,93 @@ def test_authenticate_plain_with_and_without_initial_response(imap):
     r.close()
 
 
+class IMAP4_SSL_From(imaplib.IMAP4_SSL):
+    """imaplib over TLS from a given loopback address: failed logins count
+    per address, so a test of them does not slow the others."""
+
+    def __init__(self, source, *args, **kwargs):
+        self.source = source
+        super().__init__(*args, **kwargs)
+
+    def _create_socket(self, timeout):
+        sock = socket.create_connection((self.host, self.port), timeout, source_address=(self.source, 0))
+        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+
+
+def test_authenticate_scram_sha256(imap):
+    # Offered where PLAIN is: under TLS, not on plain imap before STARTTLS.
+    m = imaplib.IMAP4("127.0.0.1", imap.port(2143))
+    assert "AUTH=SCRAM-SHA-256" not in m.capabilities
+    m.starttls(ssl_context=tls_ctx())
+    assert "AUTH=SCRAM-SHA-256" in m.capabilities and "AUTH=PLAIN" in m.capabilities
+    c = ScramClient("alice@demo.test", ALICE_PW)
+    typ, data = m.authenticate("SCRAM-SHA-256", c)
+    assert typ == "OK" and c.verified, "the server proved it knows alice's keys too"
+    assert m.select("INBOX")[0] == "OK"
+    m.logout()
+    # SASL-IR: the first message on the command line.
+    r = Raw(imap, login=False)
+    c = ScramClient("alice@demo.test", ALICE_PW)
+    r.send(b"a1 AUTHENTICATE SCRAM-SHA-256 " + base64.b64encode(c.first()) + b"\r\n")
+    line = r.line()
+    assert line.startswith(b"+ "), line
+    r.send(base64.b64encode(c.final(base64.b64decode(line[2:]))) + b"\r\n")
+    line = r.line()
+    assert line.startswith(b"+ ") and c.check(base64.b64decode(line[2:])), line
+    r.send(b"\r\n")
+    assert r.until_tagged(b"a1")[-1].startswith(b"a1 OK [CAPABILITY")
+    r.close()
+    # "*" cancels, at any step; junk is a BAD.
+    r = Raw(imap, login=False)
+    r.send(b"a1 AUTHENTICATE SCRAM-SHA-256\r\n")
+    assert r.line() == b"+ "
+    r.send(b"*\r\n")
+    assert r.until_tagged(b"a1")[-1] == b"a1 BAD Authentication cancelled"
+    c = ScramClient("alice@demo.test", ALICE_PW)
+    r.send(b"a2 AUTHENTICATE SCRAM-SHA-256 " + base64.b64encode(c.first()) + b"\r\n")
+    assert r.line().startswith(b"+ ")
+    r.send(b"*\r\n")
+    assert r.until_tagged(b"a2")[-1] == b"a2 BAD Authentication cancelled"
+    assert r.cmd("AUTHENTICATE SCRAM-SHA-256 bm9wZQ==")[-1] == b"r1 BAD Malformed SCRAM message"
+    # A suspended account proves its password and is told why.
+    c = ScramClient("carol@other.test", CAROL_PW)
+    m = imaps(imap, user=None)
+    with pytest.raises(imaplib.IMAP4.error, match="CONTACTADMIN"):
+        m.authenticate("SCRAM-SHA-256", c)
+    m.logout()
+    r.close()
+
+
+def test_scram_wrong_proof_and_unknown_user_read_the_same(imap):
+    m = IMAP4_SSL_From("127.0.0.51", "127.0.0.1", imap.port(2993), ssl_context=tls_ctx())
+    t0 = time.time()
+    with pytest.raises(imaplib.IMAP4.error, match=r"\[AUTHENTICATIONFAILED\] Authentication failed"):
+        m.authenticate("SCRAM-SHA-256", ScramClient("alice@demo.test", ALICE_PW, tamper=True))
+    assert time.time() - t0 >= 0.9
+    # No such user: the exchange runs to the proof and fails the same way.
+    t0 = time.time()
+    c = ScramClient("nobody@demo.test", ALICE_PW)
+    with pytest.raises(imaplib.IMAP4.error, match=r"\[AUTHENTICATIONFAILED\] Authentication failed"):
+        m.authenticate("SCRAM-SHA-256", c)
+    assert c.step == 2, "it got a challenge like a real user"
+    assert time.time() - t0 >= 1.9
+    with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+        m.authenticate("SCRAM-SHA-256", ScramClient("alice@demo.test", "not " + ALICE_PW))
+    with pytest.raises((imaplib.IMAP4.abort, OSError, EOFError)):
+        m.noop()
+
+
+def test_scram_refused_without_keys_but_plain_works(imap):
+    pw = "migrated-" + os.urandom(6).hex()
+    apply_text(imap, "apiVersion: mailnode/v1\nkind: Mailbox\nmetadata: {name: mig@other.test, "
+                     "tenant: other}\nspec: {passwordHash: '%s'}\n" % crypt_sha512(pw))
+    m = IMAP4_SSL_From("127.0.0.52", "127.0.0.1", imap.port(2993), ssl_context=tls_ctx())
+    with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+        m.authenticate("SCRAM-SHA-256", ScramClient("mig@other.test", pw))
+    assert m.login("mig@other.test", pw)[0] == "OK"
+    m.logout()
+
+
 def test_bad_password_is_refused_after_a_growing_delay(imap):
     m = imaps(imap, user=None)
     t0 = time.time()
@@ -329,6 +417,89 @@ def test_create_rename_delete_subscribe_with_utf7_names(imap):
 
 
 # Messages.
+
+def status_uidvalidity(m, name):
+    typ, data = m.status(name, "(UIDVALIDITY)")
+    assert typ == "OK", data
+    return int(re.search(rb"UIDVALIDITY (\d+)", data[0]).group(1))
+
+
+def test_uidvalidity_never_repeats_when_a_folder_is_made_again(imap):
+    """RFC 3501 2.3.1.1: a name that comes back with uids starting over must
+    come back with another UIDVALIDITY, however fast it happens."""
+    m = imaps(imap)
+    try:
+        seen = []
+        for _ in range(25):
+            fresh_folder(m, "Churn")
+            assert m.append("Churn", None, None, MSG)[0] == "OK"
+            seen.append(status_uidvalidity(m, "Churn"))
+            m.select("Churn")
+            assert m.uid("SEARCH", "ALL")[1] == [b"1"], "uids start over in the new folder"
+            m.close()
+        assert len(set(seen)) == len(seen), seen
+        # RENAME onto a name just deleted.
+        fresh_folder(m, "Churn2")
+        before = status_uidvalidity(m, "Churn")
+        assert m.delete("Churn")[0] == "OK"
+        assert m.rename("Churn2", "Churn")[0] == "OK"
+        after = status_uidvalidity(m, "Churn")
+        assert after != before and after not in seen
+        assert m.delete("Churn")[0] == "OK"
+    finally:
+        m.logout()
+
+
+def tagged(lines):
+    """The tagged reply of a Raw command, without its tag."""
+    return lines[-1].split(b" ", 1)[1]
+
+
+def test_unselect_enable_id_examine_and_advertised_extensions(imap):
+    m = imaps(imap)
+    try:
+        caps = m.capability()[1][0].split()
+        assert b"CREATE-SPECIAL-USE" in caps and b"STATUS=SIZE" in caps and b"UNSELECT" in caps
+        typ, data = m.xatom("ID", "NIL")
+        assert typ == "OK" and m.response("ID")[1] == [b'("name" "mailnode")']
+        fresh_folder(m, "RO")
+        assert m.append("RO", None, None, MSG)[0] == "OK"
+        # STATUS SIZE: the octets of the folder's messages.
+        typ, data = m.status("RO", "(MESSAGES SIZE)")
+        assert typ == "OK" and b"SIZE %d" % len(MSG) in data[0], data
+        # EXAMINE is read-only: no STORE, no EXPUNGE, and no \Seen from a FETCH.
+        typ, data = m.select("RO", readonly=True)
+        assert typ == "OK" and m.response("READ-ONLY")[1]
+        assert m.store("1", "+FLAGS", "(\\Deleted)")[0] == "NO"
+        r = Raw(imap)
+        r.cmd("EXAMINE RO")
+        assert tagged(r.cmd("STORE 1 +FLAGS (\\Deleted)")).startswith(b"NO [READ-ONLY]")
+        assert tagged(r.cmd("EXPUNGE")).startswith(b"NO [READ-ONLY]")
+        r.cmd("FETCH 1 BODY[]")
+        # UNSELECT leaves the folder without expunging and without ending the session.
+        assert tagged(r.cmd("UNSELECT")) == b"OK UNSELECT completed"
+        assert tagged(r.cmd("FETCH 1 FLAGS")).startswith(b"BAD")
+        # ENABLE CONDSTORE: FETCH and STORE replies carry MODSEQ from now on.
+        lines = r.cmd("ENABLE CONDSTORE")
+        assert lines[0] == b"* ENABLED CONDSTORE" and tagged(lines).startswith(b"OK")
+        r.cmd("SELECT RO")
+        lines = r.cmd("STORE 1 +FLAGS (\\Flagged)")
+        assert tagged(lines).startswith(b"OK") and re.search(rb"\* 1 FETCH \(.*MODSEQ \(\d+\)", lines[0]), lines
+        lines = r.cmd("FETCH 1 FLAGS")
+        assert b"\\Seen" not in lines[0], "EXAMINE's FETCH of BODY[] set no \\Seen"
+        assert b"MODSEQ" in lines[0]
+        r.close()
+        m.close()
+        # CREATE-SPECIAL-USE.
+        m.delete("Receipts")
+        assert m._simple_command("CREATE", "Receipts", "(USE (\\Archive))")[0] == "OK"
+        typ, data = m.list('""', "Receipts")
+        assert typ == "OK" and b"\\Archive" in data[0], data
+        assert m._simple_command("CREATE", "Bogus", "(USE (\\Nonsense))")[0] == "NO"
+        assert m.delete("Receipts")[0] == "OK"
+    finally:
+        m.logout()
+
 
 def test_append_fetch_sections_and_seen(imap):
     m = imaps(imap)

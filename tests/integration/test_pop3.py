@@ -3,10 +3,14 @@ STLS and pop3s, login rules (TLS first unless allowPlaintextAuth, suspended
 accounts, delayed failures, tenant access rules, one session per maildrop), LIST/STAT/UIDL/TOP/
 RETR of mail delivered through SMTP, DELE applied only at QUIT (quota given
 back), RSET, a dropped connection deleting nothing, pipelining, a message
-larger than the connection's output bound, and the protocol's error paths."""
+larger than the connection's output bound, the protocol's error paths, SASL
+SCRAM-SHA-256, and a POP3 session's RETR/DELE as a selected IMAP session
+sees them."""
 import base64
+import imaplib
 import os
 import poplib
+import re
 import smtplib
 import socket
 import ssl
@@ -16,10 +20,10 @@ import time
 
 import pytest
 
-from conftest import MAILNODECTL, wait_until
+from conftest import MAILNODECTL, ScramClient, crypt_sha512, wait_until
 
 PW = "pop-" + os.urandom(6).hex()
-USERS = ["ann", "dan", "eve", "fay", "gus", "hal", "cat"]
+USERS = ["ann", "dan", "eve", "fay", "gus", "hal", "ivy", "cat"]
 
 
 def apply_text(node, text):
@@ -314,7 +318,7 @@ def test_bad_password_is_delayed_and_limited(pop):
 def test_auth_plain_both_forms(pop):
     r = Raw(pop)
     assert r.cmd("AUTH").startswith(b"+OK")
-    assert r.multi() == [b"PLAIN"]
+    assert r.multi() == [b"PLAIN", b"SCRAM-SHA-256"]
     assert r.cmd("AUTH CRAM-MD5").startswith(b"-ERR")
     assert r.cmd("AUTH PLAIN") == b"+ "
     assert r.cmd("*") == b"-ERR Authentication cancelled"
@@ -596,3 +600,105 @@ def test_database_outage_is_temporary_and_loses_nothing(pop):
         p.quit()
         return count_now == n
     assert wait_until(works, timeout=90, step=0.5)
+
+
+# SASL SCRAM-SHA-256 (RFC 5034, RFC 7677).
+
+def scram(r, user, password, initial=True, tamper=False):
+    """AUTH SCRAM-SHA-256 over a Raw session: the last line, and whether
+    the server's signature checked out."""
+    c = ScramClient(user, password, tamper)
+    if initial:
+        line = r.cmd("AUTH SCRAM-SHA-256 " + base64.b64encode(c.first()).decode())
+    else:
+        assert r.cmd("AUTH SCRAM-SHA-256") == b"+ "
+        line = r.cmd(base64.b64encode(c.first()).decode())
+    if not line.startswith(b"+ "):
+        return line, False
+    line = r.cmd(base64.b64encode(c.final(base64.b64decode(line[2:]))).decode())
+    if not line.startswith(b"+ "):
+        return line, False
+    verified = c.check(base64.b64decode(line[2:]))
+    return r.cmd(""), verified
+
+
+def test_auth_scram_sha256(pop):
+    r = Raw(pop)
+    assert r.cmd("CAPA").startswith(b"+OK")
+    assert b"SASL PLAIN SCRAM-SHA-256" in r.multi()
+    line, verified = scram(r, "hal@pop.test", PW)
+    assert line.startswith(b"+OK Logged in") and verified, line
+    assert r.cmd("STAT").startswith(b"+OK")
+    assert r.cmd("QUIT").startswith(b"+OK")
+    # Without an initial response; and "*" cancels.
+    r = Raw(pop)
+    assert r.cmd("AUTH SCRAM-SHA-256") == b"+ "
+    assert r.cmd("*") == b"-ERR Authentication cancelled"
+    assert r.cmd("AUTH SCRAM-SHA-256 bm9wZQ==").startswith(b"-ERR Malformed SCRAM")
+    line, verified = scram(r, "hal@pop.test", PW, initial=False)
+    assert line.startswith(b"+OK Logged in") and verified, line
+    assert r.cmd("QUIT").startswith(b"+OK")
+    # A suspended account proves its password and is told why.
+    r = Raw(pop)
+    assert scram(r, "cat@pop.test", PW)[0] == b"-ERR [SYS/PERM] Login suspended for this account"
+    r.close()
+
+
+def test_scram_wrong_proof_and_unknown_user_read_the_same(pop):
+    r = Raw(pop, source="127.0.0.41")
+    t = time.time()
+    assert scram(r, "hal@pop.test", PW, tamper=True)[0] == b"-ERR [AUTH] Authentication failed"
+    assert time.time() - t >= 0.9
+    t = time.time()
+    # No such user: the exchange runs to the proof and fails the same way.
+    assert scram(r, "nobody@pop.test", PW)[0] == b"-ERR [AUTH] Authentication failed"
+    assert time.time() - t >= 1.9
+    # The wrong password (right user): the third failure ends the session.
+    assert scram(r, "hal@pop.test", "not " + PW)[0] == b"-ERR [AUTH] Authentication failed"
+    assert r.line().startswith(b"-ERR Too many failed logins")
+    assert r.closed()
+
+
+def test_scram_refused_without_keys_but_plain_works(pop):
+    pw = "migrated-" + os.urandom(6).hex()
+    apply_text(pop, "apiVersion: mailnode/v1\nkind: Mailbox\nmetadata: {name: mig@pop.test, "
+                    "tenant: poptest}\nspec: {passwordHash: '%s'}\n" % crypt_sha512(pw))
+    r = Raw(pop, source="127.0.0.42")
+    assert scram(r, "mig@pop.test", pw)[0] == b"-ERR [AUTH] Authentication failed"
+    assert r.cmd("USER mig@pop.test").startswith(b"+OK")
+    assert r.cmd("PASS " + pw).startswith(b"+OK Logged in")
+    r.cmd("QUIT")
+
+
+# POP3 and IMAP on the same maildrop.
+
+def test_pop3_retr_and_dele_as_a_selected_imap_session_sees_them(pop):
+    deliver(pop, "ivy", msg("read by pop", "body one\r\n"))
+    deliver(pop, "ivy", msg("deleted by pop", "body two\r\n"))
+    m = imaplib.IMAP4_SSL("127.0.0.1", pop.port(2993), ssl_context=tls_ctx())
+    try:
+        assert m.login("ivy@pop.test", PW)[0] == "OK"
+        assert m.select("INBOX")[1] == [b"2"]
+        uidvalidity = m.response("UIDVALIDITY")[1][0].decode()
+        uids = m.uid("SEARCH", "ALL")[1][0].split()
+        assert len(uids) == 2
+        p = pop3s(pop, "ivy")
+        # UIDLs are the IMAP uidvalidity.uid of each message.
+        assert p.uidl()[1] == [b"1 %s.%s" % (uidvalidity.encode(), uids[0]),
+                               b"2 %s.%s" % (uidvalidity.encode(), uids[1])]
+        p.retr(1)
+        p.retr(2)
+        p.dele(2)
+        # Nothing changes before QUIT.
+        m.noop()
+        flags = m.fetch("1:*", "(FLAGS)")[1]
+        assert len(flags) == 2 and not any(b"\\Seen" in f for f in flags), flags
+        p.quit()
+        assert m.noop()[0] == "OK"
+        # The retrieved one is \Seen now, the deleted one is gone.
+        assert any(re.match(rb"1 \(.*FLAGS \([^)]*\\Seen", f) for f in m.response("FETCH")[1] or [])
+        assert m.response("EXPUNGE")[1] == [b"2"]
+        left = m.uid("FETCH", "1:*", "(FLAGS)")[1]
+        assert len(left) == 1 and b"UID %s " % uids[0] in left[0] and b"\\Seen" in left[0], left
+    finally:
+        m.logout()

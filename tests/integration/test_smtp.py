@@ -18,7 +18,7 @@ import time
 import pytest
 import yaml
 
-from conftest import MAILNODECTL, TOP, Node, free_offset, wait_until
+from conftest import MAILNODECTL, TOP, Node, ScramClient, crypt_sha512, free_offset, wait_until
 
 PASSWORD = "alice's long secret"
 
@@ -356,33 +356,16 @@ def test_smtps_implicit_tls_with_auth_login(mx):
 
 
 def scram_auth(s, user, password, tamper=False):
-    """SCRAM-SHA-256 (RFC 7677) by hand over smtplib's docmd: returns the
-    final reply code and whether the server's signature checked out."""
-    import hashlib
-    import hmac
-    cnonce = base64.b64encode(os.urandom(18)).decode()
-    first_bare = "n=%s,r=%s" % (user.replace("=", "=3D").replace(",", "=2C"), cnonce)
-    code, msg = s.docmd("AUTH", "SCRAM-SHA-256 " + base64.b64encode(("n,," + first_bare).encode()).decode())
+    """SCRAM-SHA-256 over smtplib's docmd: returns the final reply code and
+    whether the server's signature checked out."""
+    c = ScramClient(user, password, tamper)
+    code, msg = s.docmd("AUTH", "SCRAM-SHA-256 " + base64.b64encode(c.first()).decode())
     if code != 334:
         return code, False
-    server_first = base64.b64decode(msg).decode()
-    attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
-    assert attrs["r"].startswith(cnonce)
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(attrs["s"]), int(attrs["i"]))
-    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
-    stored_key = hashlib.sha256(client_key).digest()
-    without_proof = "c=biws,r=" + attrs["r"]
-    auth_msg = ",".join((first_bare, server_first, without_proof)).encode()
-    sig = hmac.new(stored_key, auth_msg, "sha256").digest()
-    proof = bytes(a ^ b for a, b in zip(client_key, sig))
-    if tamper:
-        proof = bytes([proof[0] ^ 1]) + proof[1:]
-    code, msg = s.docmd(base64.b64encode((without_proof + ",p=" + base64.b64encode(proof).decode()).encode()).decode())
+    code, msg = s.docmd(base64.b64encode(c.final(base64.b64decode(msg))).decode())
     if code != 334:
         return code, False
-    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
-    expect = "v=" + base64.b64encode(hmac.new(server_key, auth_msg, "sha256").digest()).decode()
-    verified = base64.b64decode(msg).decode() == expect
+    verified = c.check(base64.b64decode(msg))
     code, msg = s.docmd("")
     return code, verified
 
@@ -412,11 +395,6 @@ def test_submission_auth_scram_sha256(mx):
         s.ehlo("laptop.example")
         assert scram_auth(s, "migrated@other.test", "migrated pw 1")[0] == 535
         s.login("migrated@other.test", "migrated pw 1")
-
-
-def crypt_sha512(password):
-    r = subprocess.run(["openssl", "passwd", "-6", password], capture_output=True, text=True, check=True)
-    return "{SHA512-CRYPT}" + r.stdout.strip()
 
 
 LIMITS_PASSWORD = "pw-" + base64.b32encode(os.urandom(10)).decode()
