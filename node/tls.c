@@ -171,6 +171,22 @@ tls_sni_set_new(void)
 	return set;
 }
 
+static int
+chain_check(const gnutls_datum_t *pem)
+{
+	gnutls_x509_crt_t *list = NULL;
+	unsigned int n = 0, i;
+	int r;
+
+	r = gnutls_x509_crt_list_import2(&list, &n, pem, GNUTLS_X509_FMT_PEM, 0);
+	if (r < 0)
+		return r;
+	for (i = 0; i < n; i++)
+		gnutls_x509_crt_deinit(list[i]);
+	gnutls_free(list);
+	return n > 0 ? 0 : GNUTLS_E_NO_CERTIFICATE_FOUND;
+}
+
 int
 tls_sni_set_add(struct tls_sni_set *set, const char *cert_pem,
     const char *key_pem, char *err, size_t errlen)
@@ -183,6 +199,12 @@ tls_sni_set_add(struct tls_sni_set *set, const char *cert_pem,
 	cd.size = (unsigned int)strlen(cert_pem);
 	kd.data = (unsigned char *)(uintptr_t)key_pem;
 	kd.size = (unsigned int)strlen(key_pem);
+	/* The chain parsed on its own first: GnuTLS 3.7 leaks a certificate
+	 * when set_x509_key_mem2 meets one that does not parse. */
+	if ((r = chain_check(&cd)) < 0) {
+		seterr(err, errlen, "certificate", r);
+		goto fail;
+	}
 	if ((e.cred = cred_new(err, errlen)) == NULL)
 		goto fail;
 	/* GnuTLS refuses a key that is not the certificate's. */
