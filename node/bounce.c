@@ -140,7 +140,7 @@ compose(struct buf *m, const struct bounce_info *b, const char *host)
 }
 
 int
-bounce_queue(MYSQL *db, const struct bounce_info *b, char *err, size_t errlen)
+bounce_send(MYSQL *db, const char *to, const char *text, size_t textlen, char *err, size_t errlen)
 {
 	char host[256] = "localhost", local[256], domain[256];
 	const char *at;
@@ -149,25 +149,23 @@ bounce_queue(MYSQL *db, const struct bounce_info *b, char *err, size_t errlen)
 	struct spool_envelope env;
 	struct spool_msg *msg = NULL;
 	struct wait w;
-	struct buf m;
 	size_t i, n = 0;
 	int rc = -1;
 
-	/* No bounce of a bounce: the null reverse-path gets nothing back. */
-	if (b->sender == NULL || *b->sender == '\0')
+	if (to == NULL || *to == '\0')
 		return 0;
-	if ((at = strrchr(b->sender, '@')) == NULL || at == b->sender ||
-	    (size_t)(at - b->sender) >= sizeof(local) || strlen(at + 1) >= sizeof(domain))
+	if ((at = strrchr(to, '@')) == NULL || at == to ||
+	    (size_t)(at - to) >= sizeof(local) || strlen(at + 1) >= sizeof(domain))
 		return 0;
-	memcpy(local, b->sender, (size_t)(at - b->sender));
-	local[at - b->sender] = '\0';
+	memcpy(local, to, (size_t)(at - to));
+	local[at - to] = '\0';
 	for (i = 0; at[1 + i]; i++)
 		domain[i] = (char)tolower((unsigned char)at[1 + i]);
 	domain[i] = '\0';
 	if (gethostname(host, sizeof(host) - 1) == -1)
 		snprintf(host, sizeof(host), "localhost");
 
-	/* Where the report goes: a mailbox here, or back out. */
+	/* Where the message goes: a mailbox here, or back out. */
 	lookup_recipient(db, local, domain, "", 0, &rr);
 	if (rr.verdict == RCPT_TEMPFAIL) {
 		snprintf(err, errlen, "%s", rr.why);
@@ -177,7 +175,7 @@ bounce_queue(MYSQL *db, const struct bounce_info *b, char *err, size_t errlen)
 	if (rr.verdict == RCPT_NOT_HOSTED) {
 		if ((rcpts = calloc(1, sizeof(*rcpts))) == NULL)
 			goto nomem;
-		snprintf(rcpts[0].address, sizeof(rcpts[0].address), "%s", b->sender);
+		snprintf(rcpts[0].address, sizeof(rcpts[0].address), "%s", to);
 		n = 1;
 	} else if (rr.verdict == RCPT_OK && rr.ntargets > 0) {
 		if ((rcpts = calloc(rr.ntargets, sizeof(*rcpts))) == NULL)
@@ -188,20 +186,17 @@ bounce_queue(MYSQL *db, const struct bounce_info *b, char *err, size_t errlen)
 		}
 		n = rr.ntargets;
 	} else {
-		/* A local sender that no longer exists: nobody to tell. */
+		/* A local address that no longer exists: nobody to tell. */
 		free(rr.targets);
 		return 0;
 	}
 	free(rr.targets);
 	rr.targets = NULL;
 
-	buf_init(&m, 0);
-	if (compose(&m, b, host) == -1)
-		goto nomem_buf;
 	if ((msg = spool_msg_new(err, errlen)) == NULL)
 		goto out;
-	if (spool_msg_write(msg, buf_data(&m), buf_len(&m)) == -1) {
-		snprintf(err, errlen, "writing the report: %s", strerror(errno));
+	if (spool_msg_write(msg, text, textlen) == -1) {
+		snprintf(err, errlen, "writing the message: %s", strerror(errno));
 		spool_msg_abort(msg);
 		goto out;
 	}
@@ -223,11 +218,7 @@ bounce_queue(MYSQL *db, const struct bounce_info *b, char *err, size_t errlen)
 		goto out;
 	}
 	rc = 1;
-	goto out;
-nomem_buf:
-	snprintf(err, errlen, "out of memory");
 out:
-	buf_free(&m);
 	free(rcpts);
 	return rc;
 nomem:
@@ -235,4 +226,27 @@ nomem:
 	free(rr.targets);
 	free(rcpts);
 	return -1;
+}
+
+int
+bounce_queue(MYSQL *db, const struct bounce_info *b, char *err, size_t errlen)
+{
+	char host[256] = "localhost";
+	struct buf m;
+	int rc;
+
+	/* No bounce of a bounce: the null reverse-path gets nothing back. */
+	if (b->sender == NULL || *b->sender == '\0')
+		return 0;
+	if (gethostname(host, sizeof(host) - 1) == -1)
+		snprintf(host, sizeof(host), "localhost");
+	buf_init(&m, 0);
+	if (compose(&m, b, host) == -1) {
+		snprintf(err, errlen, "out of memory");
+		buf_free(&m);
+		return -1;
+	}
+	rc = bounce_send(db, b->sender, buf_data(&m), buf_len(&m), err, errlen);
+	buf_free(&m);
+	return rc;
 }

@@ -36,5 +36,11 @@ struct bounce_info {
  * remote), -1 failed (err says why; the caller keeps the recipients to
  * try again). */
 int	 bounce_queue(MYSQL *, const struct bounce_info *, char *err, size_t errlen);
+/* Queue a composed message (text, CRLF lines) to one address with the
+ * null reverse-path: into its mailboxes when the address is hosted here
+ * (aliases expanded), else out. Returns as bounce_queue. Autoreplies use
+ * it too. */
+int	 bounce_send(MYSQL *, const char *to, const char *text, size_t textlen,
+	    char *err, size_t errlen);
 
 #endif

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "bounce.h"
+#include "autoreply.h"
 #include "buf.h"
 #include "log.h"
 #include "smtp_parse.h"
@@ -291,6 +292,7 @@ deliver_one(MYSQL *m, const struct due *x, char *err, size_t errlen)
 	if (q(m, sql) == -1 || q(m, "COMMIT") == -1)
 		goto sqlfail;
 	cache_structure(m, folder, uid, rel);
+	autoreply_after_delivery(m, x->mailbox_id, x->sender, d.mail_root, rel);	/* autoreply branch */
 	return 0;
 sqlfail:
 	snprintf(err, errlen, "%s", mysql_error(m));

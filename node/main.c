@@ -38,6 +38,7 @@
 #include "spool.h"
 #include "svc_http.h"
 #include "tls.h"
+#include "tls_domains.h"
 
 struct options {
 	const char	*state_dir;
@@ -486,6 +487,7 @@ main(int argc, char **argv)
 	queue_api_init(path);
 	queue_api_watch(2000);
 	tenant_access_start();
+	tls_domains_start(node_tls);
 
 	snprintf(path, sizeof(path), "%s/run/control.sock", o.state_dir);
 	if (control_start(path, err, sizeof(err)) == -1)
@@ -506,6 +508,7 @@ main(int argc, char **argv)
 	services_stop_all();
 	control_stop();
 	tenant_access_stop();
+	tls_domains_stop();
 	(void)unlink(path);
 	log_info("mailnoded stopped");
 	goto out;

@@ -22,6 +22,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,16 +53,26 @@ struct sni_cert {
 	gnutls_x509_crt_t	 leaf;		/* for name matching */
 };
 
+struct tls_sni_set {
+	atomic_uint		 refs;
+	struct sni_cert		*v;
+	size_t			 n;
+};
+
+/* The SNI set is swapped under lock while sessions on other loops take a
+ * reference to it in their ClientHello hook; the default certificate never
+ * changes. */
 struct tls_creds {
 	gnutls_certificate_credentials_t cred;	/* default certificate */
 	gnutls_priority_t	 prio;
-	struct sni_cert		*sni;
-	size_t			 nsni;
+	pthread_mutex_t		 lock;
+	struct tls_sni_set	*sni;		/* NULL: none */
 };
 
 struct tls_conn {
 	gnutls_session_t	 s;
 	struct tls_creds	*creds;		/* server side; not owned */
+	struct tls_sni_set	*sni_set;	/* referenced: its cred may be in use */
 	gnutls_certificate_credentials_t own_cred;	/* client side only */
 	int			 server;
 	int			 handshaken;
@@ -122,6 +134,11 @@ tls_creds_load(const char *certfile, const char *keyfile, char *err,
 		seterr(err, errlen, "out of memory", 0);
 		return NULL;
 	}
+	if ((errno = pthread_mutex_init(&c->lock, NULL)) != 0) {
+		syserr(err, errlen, "mutex for", certfile);
+		free(c);
+		return NULL;
+	}
 	if ((c->cred = cred_new(err, errlen)) == NULL)
 		goto fail;
 	r = gnutls_certificate_set_x509_key_file2(c->cred, certfile, keyfile,
@@ -143,8 +160,35 @@ fail:
 	return NULL;
 }
 
+struct tls_sni_set *
+tls_sni_set_new(void)
+{
+	struct tls_sni_set *set;
+
+	if ((set = calloc(1, sizeof(*set))) == NULL)
+		return NULL;
+	atomic_init(&set->refs, 1);
+	return set;
+}
+
+static int
+chain_check(const gnutls_datum_t *pem)
+{
+	gnutls_x509_crt_t *list = NULL;
+	unsigned int n = 0, i;
+	int r;
+
+	r = gnutls_x509_crt_list_import2(&list, &n, pem, GNUTLS_X509_FMT_PEM, 0);
+	if (r < 0)
+		return r;
+	for (i = 0; i < n; i++)
+		gnutls_x509_crt_deinit(list[i]);
+	gnutls_free(list);
+	return n > 0 ? 0 : GNUTLS_E_NO_CERTIFICATE_FOUND;
+}
+
 int
-tls_creds_add_sni(struct tls_creds *c, const char *cert_pem,
+tls_sni_set_add(struct tls_sni_set *set, const char *cert_pem,
     const char *key_pem, char *err, size_t errlen)
 {
 	struct sni_cert e = { NULL, NULL }, *n;
@@ -155,27 +199,34 @@ tls_creds_add_sni(struct tls_creds *c, const char *cert_pem,
 	cd.size = (unsigned int)strlen(cert_pem);
 	kd.data = (unsigned char *)(uintptr_t)key_pem;
 	kd.size = (unsigned int)strlen(key_pem);
+	/* The chain parsed on its own first: GnuTLS 3.7 leaks a certificate
+	 * when set_x509_key_mem2 meets one that does not parse. */
+	if ((r = chain_check(&cd)) < 0) {
+		seterr(err, errlen, "certificate", r);
+		goto fail;
+	}
 	if ((e.cred = cred_new(err, errlen)) == NULL)
 		goto fail;
+	/* GnuTLS refuses a key that is not the certificate's. */
 	r = gnutls_certificate_set_x509_key_mem2(e.cred, &cd, &kd,
 	    GNUTLS_X509_FMT_PEM, NULL, 0);
 	if (r < 0) {
-		seterr(err, errlen, "SNI certificate", r);
+		seterr(err, errlen, "certificate and key", r);
 		goto fail;
 	}
 	/* The leaf as GnuTLS loaded it, so matching sees what is sent. */
 	if ((r = gnutls_certificate_get_crt_raw(e.cred, 0, 0, &der)) < 0 ||
 	    (r = gnutls_x509_crt_init(&e.leaf)) < 0 ||
 	    (r = gnutls_x509_crt_import(e.leaf, &der, GNUTLS_X509_FMT_DER)) < 0) {
-		seterr(err, errlen, "SNI certificate", r);
+		seterr(err, errlen, "certificate", r);
 		goto fail;
 	}
-	if ((n = reallocarray(c->sni, c->nsni + 1, sizeof(*n))) == NULL) {
+	if ((n = reallocarray(set->v, set->n + 1, sizeof(*n))) == NULL) {
 		seterr(err, errlen, "out of memory", 0);
 		goto fail;
 	}
-	c->sni = n;
-	c->sni[c->nsni++] = e;
+	set->v = n;
+	set->v[set->n++] = e;
 	return 0;
 fail:
 	if (e.leaf != NULL)
@@ -185,22 +236,78 @@ fail:
 	return -1;
 }
 
+size_t
+tls_sni_set_count(const struct tls_sni_set *set)
+{
+	return set != NULL ? set->n : 0;
+}
+
 void
-tls_creds_free(struct tls_creds *c)
+tls_sni_set_unref(struct tls_sni_set *set)
 {
 	size_t i;
 
+	if (set == NULL || atomic_fetch_sub(&set->refs, 1) != 1)
+		return;
+	for (i = 0; i < set->n; i++) {
+		gnutls_x509_crt_deinit(set->v[i].leaf);
+		gnutls_certificate_free_credentials(set->v[i].cred);
+	}
+	free(set->v);
+	free(set);
+}
+
+void
+tls_creds_set_sni(struct tls_creds *c, struct tls_sni_set *set)
+{
+	struct tls_sni_set *old;
+
+	pthread_mutex_lock(&c->lock);
+	old = c->sni;
+	c->sni = set;
+	pthread_mutex_unlock(&c->lock);
+	/* Sessions that chose from the old set keep it alive. */
+	tls_sni_set_unref(old);
+}
+
+int
+tls_pair_check(const char *cert_pem, const char *key_pem, char *err,
+    size_t errlen)
+{
+	struct tls_sni_set *set;
+	int r;
+
+	if ((set = tls_sni_set_new()) == NULL) {
+		seterr(err, errlen, "out of memory", 0);
+		return -1;
+	}
+	r = tls_sni_set_add(set, cert_pem, key_pem, err, errlen);
+	tls_sni_set_unref(set);
+	return r;
+}
+
+int
+tls_creds_add_sni(struct tls_creds *c, const char *cert_pem,
+    const char *key_pem, char *err, size_t errlen)
+{
+	if (c->sni == NULL && (c->sni = tls_sni_set_new()) == NULL) {
+		seterr(err, errlen, "out of memory", 0);
+		return -1;
+	}
+	return tls_sni_set_add(c->sni, cert_pem, key_pem, err, errlen);
+}
+
+void
+tls_creds_free(struct tls_creds *c)
+{
 	if (c == NULL)
 		return;
-	for (i = 0; i < c->nsni; i++) {
-		gnutls_x509_crt_deinit(c->sni[i].leaf);
-		gnutls_certificate_free_credentials(c->sni[i].cred);
-	}
-	free(c->sni);
+	tls_sni_set_unref(c->sni);
 	if (c->prio != NULL)
 		gnutls_priority_deinit(c->prio);
 	if (c->cred != NULL)
 		gnutls_certificate_free_credentials(c->cred);
+	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
 
@@ -256,16 +363,26 @@ client_hello(gnutls_session_t s)
 {
 	struct tls_conn *t = gnutls_session_get_ptr(s);
 	struct tls_creds *c = t->creds;
+	struct tls_sni_set *set;
 	size_t i;
 
 	save_sni(t);
 	if (t->sni[0] == '\0')
 		return 0;
-	for (i = 0; i < c->nsni; i++) {
-		if (!gnutls_x509_crt_check_hostname2(c->sni[i].leaf, t->sni, 0))
+	/* The session may use a certificate of this set to its end. */
+	if (t->sni_set == NULL) {
+		pthread_mutex_lock(&c->lock);
+		if ((t->sni_set = c->sni) != NULL)
+			atomic_fetch_add(&t->sni_set->refs, 1);
+		pthread_mutex_unlock(&c->lock);
+	}
+	if ((set = t->sni_set) == NULL)
+		return 0;
+	for (i = 0; i < set->n; i++) {
+		if (!gnutls_x509_crt_check_hostname2(set->v[i].leaf, t->sni, 0))
 			continue;
 		if (gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE,
-		    c->sni[i].cred) < 0)
+		    set->v[i].cred) < 0)
 			return GNUTLS_E_INTERNAL_ERROR;
 		break;
 	}
@@ -594,6 +711,7 @@ tls_conn_free(struct tls_conn *t)
 	gnutls_deinit(t->s);
 	if (t->own_cred != NULL)
 		gnutls_certificate_free_credentials(t->own_cred);
+	tls_sni_set_unref(t->sni_set);
 	free(t);
 }
 

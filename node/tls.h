@@ -23,10 +23,31 @@ enum tls_status {
 struct tls_creds *tls_creds_load(const char *certfile, const char *keyfile,
 		    char *err, size_t errlen);
 /* Extra certificate chosen when the client's SNI name matches one of the
- * names in the certificate (per-domain certificates). PEM in memory. */
+ * names in the certificate (per-domain certificates). PEM in memory. Adds
+ * to the installed set in place: only before any session uses the creds. */
 int		 tls_creds_add_sni(struct tls_creds *, const char *cert_pem,
 		    const char *key_pem, char *err, size_t errlen);
 void		 tls_creds_free(struct tls_creds *);
+
+/* A set of per-domain certificates, built aside and then installed whole
+ * while sessions run on other threads. A handshake holds a reference to
+ * the set it chose from until its session ends, so a replaced set is freed
+ * only when the last session using one of its certificates is gone. */
+struct tls_sni_set;
+struct tls_sni_set *tls_sni_set_new(void);
+/* Parse the pair; -1 (err says why) when either does not parse or the key
+ * is not the certificate's. */
+int		 tls_sni_set_add(struct tls_sni_set *, const char *cert_pem,
+		    const char *key_pem, char *err, size_t errlen);
+size_t		 tls_sni_set_count(const struct tls_sni_set *);
+/* Drop the caller's reference (a set never installed is freed). */
+void		 tls_sni_set_unref(struct tls_sni_set *);
+/* Install set (NULL: none) for the next handshakes; takes the caller's
+ * reference. Safe while other threads run handshakes with creds. */
+void		 tls_creds_set_sni(struct tls_creds *, struct tls_sni_set *);
+/* Whether the certificate and key parse and belong together (apply). */
+int		 tls_pair_check(const char *cert_pem, const char *key_pem,
+		    char *err, size_t errlen);
 
 struct tls_conn	*tls_conn_server(int fd, struct tls_creds *);
 /* Client side (remote delivery, tests): verifies against cafile when given,

@@ -13,6 +13,7 @@
 #include "schema.h"
 #include "scram.h"
 #include "service.h"
+#include "tls.h"
 #include "yamlw.h"
 #include "ydoc.h"
 
@@ -645,6 +646,28 @@ done:
 	buf_free(&bindtext);
 }
 
+/* A domain's certificate must load with its key (the one in the stream,
+ * or the stored one), or every TLS service would skip it later. */
+static void
+check_tls(struct run *r, struct item *it)
+{
+	const struct ydoc_node *tls = ydoc_get(it->spec, "tls");
+	const char *cert = ydoc_str(ydoc_get(tls, "certificate"));
+	const char *key = it->tls_key ? it->tls_key : it->old ? it->old->secret : NULL;
+	char why[256];
+
+	if (cert == NULL)
+		return;
+	if (key == NULL) {
+		add_error(r, 400, it, 0, tls, "spec.tls.key",
+		    "a certificate needs its private key (none is stored for this domain)");
+		return;
+	}
+	if (tls_pair_check(cert, key, why, sizeof(why)) == -1)
+		add_error(r, 400, it, 0, ydoc_get(tls, "certificate"), "spec.tls.certificate",
+		    "%s", why);
+}
+
 /* Phase 4: compare with what is stored. */
 static void
 plan(struct run *r, char *err, size_t errlen)
@@ -692,6 +715,8 @@ plan(struct run *r, char *err, size_t errlen)
 				it->secret = strdup(it->tls_key);
 			}
 		}
+		if (it->kind == DIR_DOMAIN)
+			check_tls(r, it);
 		if (it->secret_changed && it->old != NULL)
 			buf_printf(&it->fields, "%s%s", buf_len(&it->fields) ? ", " : "",
 			    it->kind == DIR_DOMAIN ? "spec.tls.key" : it->password ? "spec.password" :

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "password.h"
 #include "service.h"
+#include "tls_domains.h"
 #include "yamlw.h"
 #include "ydoc.h"
 
@@ -322,6 +323,7 @@ job_done(void *arg, int result)
 			reconcile_services(&j->res);
 			/* Tenant rules take effect for the next connection. */
 			tenant_access_reload();
+			tls_domains_reload();
 		}
 		buf_reset(&r->out);
 		buf_append(&r->out, buf_data(&j->res.out), buf_len(&j->res.out));

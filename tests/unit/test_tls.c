@@ -35,6 +35,8 @@ struct fixture {
 	char			 ca[PATH_MAX];
 	char			 ca2[PATH_MAX];	/* the other CA, issuer of SNI_NAME */
 	struct tls_creds	*creds;
+	gnutls_x509_crt_t	 ca2_crt;	/* kept to issue more SNI pairs */
+	gnutls_x509_privkey_t	 ca2_key;
 };
 
 struct pair {
@@ -143,31 +145,40 @@ make_crt(gnutls_x509_crt_t *crtp, gnutls_x509_privkey_t *keyp, const char *cn,
 	*keyp = key;
 }
 
+/* A certificate for name issued by ca and its key, as PEM (caller frees). */
+static void
+pem_pair(const char *name, gnutls_x509_crt_t ca, gnutls_x509_privkey_t cakey,
+    char **crt_pem, char **key_pem)
+{
+	gnutls_x509_privkey_t key;
+	gnutls_x509_crt_t crt;
+	gnutls_datum_t d;
+
+	make_crt(&crt, &key, name, 0, ca, cakey);
+	assert_int_equal(gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, &d), 0);
+	assert_non_null(*crt_pem = strndup((char *)d.data, d.size));
+	gnutls_free(d.data);
+	assert_int_equal(gnutls_x509_privkey_export2(key, GNUTLS_X509_FMT_PEM,
+	    &d), 0);
+	assert_non_null(*key_pem = strndup((char *)d.data, d.size));
+	gnutls_free(d.data);
+	gnutls_x509_crt_deinit(crt);
+	gnutls_x509_privkey_deinit(key);
+}
+
 /* A certificate for name issued by ca, added to the creds as an SNI pair. */
 static void
 add_sni(struct fixture *f, const char *name, gnutls_x509_crt_t ca,
     gnutls_x509_privkey_t cakey)
 {
-	gnutls_x509_privkey_t key;
-	gnutls_x509_crt_t crt;
-	gnutls_datum_t d;
 	char *crt_pem, *key_pem, err[256] = "";
 
-	make_crt(&crt, &key, name, 0, ca, cakey);
-	assert_int_equal(gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, &d), 0);
-	assert_non_null(crt_pem = strndup((char *)d.data, d.size));
-	gnutls_free(d.data);
-	assert_int_equal(gnutls_x509_privkey_export2(key, GNUTLS_X509_FMT_PEM,
-	    &d), 0);
-	assert_non_null(key_pem = strndup((char *)d.data, d.size));
-	gnutls_free(d.data);
+	pem_pair(name, ca, cakey, &crt_pem, &key_pem);
 	if (tls_creds_add_sni(f->creds, crt_pem, key_pem, err,
 	    sizeof(err)) == -1)
 		fail_msg("tls_creds_add_sni: %s", err);
 	free(crt_pem);
 	free(key_pem);
-	gnutls_x509_crt_deinit(crt);
-	gnutls_x509_privkey_deinit(key);
 }
 
 /* A second CA, in dir/ca2.pem, issues the SNI certificates. */
@@ -184,8 +195,8 @@ make_sni_certs(struct fixture *f)
 	gnutls_free(d.data);
 	add_sni(f, SNI_NAME, ca, cakey);
 	add_sni(f, SNI_WILD, ca, cakey);
-	gnutls_x509_crt_deinit(ca);
-	gnutls_x509_privkey_deinit(cakey);
+	f->ca2_crt = ca;
+	f->ca2_key = cakey;
 }
 
 static int
@@ -216,6 +227,8 @@ teardown(void **state)
 	struct fixture *f = *state;
 
 	tls_creds_free(f->creds);
+	gnutls_x509_crt_deinit(f->ca2_crt);
+	gnutls_x509_privkey_deinit(f->ca2_key);
 	rm_tree(f->dir);
 	free(f);
 	return 0;
@@ -560,6 +573,86 @@ test_sni(void **state)
 	pair_close(&p);
 }
 
+/* A pair is refused when the key is another certificate's, or either
+ * does not parse; the error says so without the key. */
+static void
+test_pair_check(void **state)
+{
+	struct fixture *f = *state;
+	char *c1, *k1, *c2, *k2, err[256] = "";
+
+	pem_pair("one.example.test", f->ca2_crt, f->ca2_key, &c1, &k1);
+	pem_pair("two.example.test", f->ca2_crt, f->ca2_key, &c2, &k2);
+	assert_int_equal(tls_pair_check(c1, k1, err, sizeof(err)), 0);
+	assert_int_equal(tls_pair_check(c1, k2, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "certificate and key"));
+	assert_null(strstr(err, "PRIVATE KEY"));
+	assert_int_equal(tls_pair_check("-----BEGIN CERTIFICATE-----\nAAAA\n"
+	    "-----END CERTIFICATE-----\n", k1, err, sizeof(err)), -1);
+	assert_int_equal(tls_pair_check(c1, "-----BEGIN PRIVATE KEY-----\nAAAA\n"
+	    "-----END PRIVATE KEY-----\n", err, sizeof(err)), -1);
+	free(c1);
+	free(k1);
+	free(c2);
+	free(k2);
+}
+
+/* A new set replaces the old one while a handshake that chose from the old
+ * one is half-way: that handshake finishes with its certificate (ASan
+ * would see a use after free), and the next handshakes see the new set.
+ * Runs last: it changes the fixture's credentials. */
+static void
+test_sni_swap(void **state)
+{
+	struct fixture *f = *state;
+	struct tls_sni_set *set;
+	enum tls_status ss, cs;
+	char *crt, *key, err[256] = "";
+	struct pair p, q;
+	int i;
+
+	pair_open(&p, f, SNI_NAME, f->ca2);
+	cs = tls_conn_handshake(p.cli);		/* ClientHello out */
+	ss = tls_conn_handshake(p.srv);		/* certificate chosen and sent */
+	assert_true(pending(cs) && pending(ss));
+
+	assert_non_null(set = tls_sni_set_new());
+	pem_pair("swap.example.test", f->ca2_crt, f->ca2_key, &crt, &key);
+	if (tls_sni_set_add(set, crt, key, err, sizeof(err)) == -1)
+		fail_msg("tls_sni_set_add: %s", err);
+	free(crt);
+	free(key);
+	assert_int_equal(tls_sni_set_count(set), 1);
+	tls_creds_set_sni(f->creds, set);	/* the old set is released here */
+
+	for (i = 0; i < MAX_ROUNDS && (pending(ss) || pending(cs)); i++) {
+		if (pending(cs))
+			cs = tls_conn_handshake(p.cli);
+		if (pending(ss))
+			ss = tls_conn_handshake(p.srv);
+	}
+	assert_int_equal(cs, TLS_DONE);
+	assert_int_equal(ss, TLS_DONE);
+	send_str(p.srv, "still here");
+	pair_close(&p);
+
+	/* SNI_NAME is no longer there: the default (dev) certificate comes. */
+	pair_open(&q, f, SNI_NAME, f->ca);
+	drive(&q, &ss, &cs);
+	assert_int_equal(cs, TLS_FAILED);	/* it names localhost, not SNI_NAME */
+	pair_close(&q);
+	pair_open(&q, f, "swap.example.test", f->ca2);
+	handshake_ok(&q);
+	pair_close(&q);
+
+	/* No set at all: every name gets the default certificate. */
+	tls_creds_set_sni(f->creds, NULL);
+	pair_open(&q, f, "swap.example.test", f->ca2);
+	drive(&q, &ss, &cs);
+	assert_int_equal(cs, TLS_FAILED);
+	pair_close(&q);
+}
+
 static void
 test_wrong_ca(void **state)
 {
@@ -655,6 +748,8 @@ main(void)
 		cmocka_unit_test(test_sni),
 		cmocka_unit_test(test_wrong_ca),
 		cmocka_unit_test(test_bounded_read),
+		cmocka_unit_test(test_pair_check),
+		cmocka_unit_test(test_sni_swap),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
