@@ -11,12 +11,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "db.h"
+#include "genwatch.h"
 #include "log.h"
-#include "loop.h"
 #include "ydoc.h"
 
-#define POLL_MS	1000
 
 struct ta_tenant {
 	char			 name[64];
@@ -45,21 +43,14 @@ struct ta_map {
 };
 
 struct ta_job {
-	uint64_t	 known_gen;
-	bool		 force;
-	bool		 changed;
-	uint64_t	 gen;
 	struct ta_map	*map;
 };
 
 static struct {
 	pthread_rwlock_t	 lock;
 	struct ta_map		*map;
-	uint64_t		 gen;
 	bool			 loaded;
-	bool			 inflight, again, stopping, started;
-	struct loop		*loop;
-	struct loop_timer	 timer;
+	struct genwatch		 watch;
 } ta = { .lock = PTHREAD_RWLOCK_INITIALIZER };
 
 static void
@@ -195,7 +186,7 @@ add_locals(struct ta_map *map, size_t *cap, size_t tenant, const char *json)
 	return 0;
 }
 
-/* Worker: read and compile everything when the generation moved. */
+/* Worker, once the generation moved: read and compile everything. */
 static int
 load_job(MYSQL *m, void *arg)
 {
@@ -205,13 +196,6 @@ load_job(MYSQL *m, void *arg)
 	MYSQL_ROW row;
 	size_t i, ncap = 0;
 
-	if ((res = query(m, "SELECT v FROM node_meta WHERE k = 'config_generation'")) == NULL)
-		return -1;
-	row = mysql_fetch_row(res);
-	j->gen = row && row[0] ? strtoull(row[0], NULL, 10) : 0;
-	mysql_free_result(res);
-	if (!j->force && j->gen == j->known_gen)
-		return 0;
 	if ((map = calloc(1, sizeof(*map))) == NULL)
 		return -1;
 	if ((res = query(m, "SELECT name, JSON_EXTRACT(spec, '$.access'), JSON_EXTRACT(spec, '$.connections'), "
@@ -267,7 +251,6 @@ load_job(MYSQL *m, void *arg)
 		free(where);
 	}
 	j->map = map;
-	j->changed = true;
 	return 0;
 fail:
 	if (res)
@@ -276,17 +259,22 @@ fail:
 	return -1;
 }
 
-static void submit(void);
+static void *
+job_new(void *owner)
+{
+	(void)owner;
+	return calloc(1, sizeof(struct ta_job));
+}
 
 static void
-load_done(void *arg, int result)
+job_done(void *owner, void *arg, int result)
 {
 	struct ta_job *j = arg;
 	struct ta_map *old;
 	size_t i;
 
-	ta.inflight = false;
-	if (result == 0 && j->changed && j->map) {
+	(void)owner;
+	if (result == 1 && j->map) {
 		struct ta_map *m = j->map;
 
 		/* Keep each tenant's scope (counters, windows) across loads. */
@@ -312,58 +300,22 @@ load_done(void *arg, int result)
 		pthread_rwlock_wrlock(&ta.lock);
 		old = ta.map;
 		ta.map = m;
-		ta.gen = j->gen;
 		ta.loaded = true;
 		pthread_rwlock_unlock(&ta.lock);
 		map_free(old);
 		j->map = NULL;
-	} else if (result == 0)
-		ta.loaded = ta.map != NULL;
+	}
 	map_free(j->map);
 	free(j);
-	if (ta.again && !ta.stopping) {
-		ta.again = false;
-		submit();
-	}
-}
-
-static void
-submit(void)
-{
-	struct ta_job *j;
-
-	if (ta.inflight) {
-		ta.again = true;
-		return;
-	}
-	if ((j = calloc(1, sizeof(*j))) == NULL)
-		return;
-	j->known_gen = ta.gen;
-	j->force = ta.map == NULL;
-	ta.inflight = true;
-	if (db_submit(load_job, load_done, j) == -1) {
-		ta.inflight = false;
-		free(j);
-	}
-}
-
-static void
-tick(struct loop_timer *t)
-{
-	if (ta.stopping)
-		return;
-	submit();
-	loop_timer_start(ta.loop, t, POLL_MS);
 }
 
 void
 tenant_access_start(void)
 {
-	ta.loop = loop_current();
-	ta.timer.cb = tick;
-	ta.started = true;
-	submit();
-	loop_timer_start(ta.loop, &ta.timer, POLL_MS);
+	ta.watch.job_new = job_new;
+	ta.watch.load = load_job;
+	ta.watch.job_done = job_done;
+	genwatch_start(&ta.watch);
 }
 
 void
@@ -371,10 +323,9 @@ tenant_access_stop(void)
 {
 	struct ta_map *old;
 
-	if (!ta.started)
+	if (!ta.watch.started)
 		return;
-	ta.stopping = true;
-	loop_timer_stop(ta.loop, &ta.timer);
+	genwatch_stop(&ta.watch);
 	pthread_rwlock_wrlock(&ta.lock);
 	old = ta.map;
 	ta.map = NULL;
@@ -385,10 +336,7 @@ tenant_access_stop(void)
 void
 tenant_access_reload(void)
 {
-	if (!ta.started || ta.stopping)
-		return;
-	ta.gen = 0;	/* whatever the database says now differs */
-	submit();
+	genwatch_kick(&ta.watch);
 }
 
 bool

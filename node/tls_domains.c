@@ -13,18 +13,14 @@
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 
-#include "db.h"
+#include "genwatch.h"
 #include "log.h"
-#include "loop.h"
 
-#define POLL_MS		1000
 #define DIGEST_LEN	32		/* SHA-256 */
 
 struct td_job {
-	uint64_t		 known_gen;
 	unsigned char		 known_digest[DIGEST_LEN];
-	bool			 force;
-	uint64_t		 gen;
+	bool			 force;		/* nothing installed yet */
 	bool			 changed;	/* set holds the new certificates */
 	unsigned char		 digest[DIGEST_LEN];
 	struct tls_sni_set	*set;
@@ -32,13 +28,10 @@ struct td_job {
 
 static struct {
 	struct tls_creds	*creds;
-	uint64_t		 gen;
 	unsigned char		 digest[DIGEST_LEN];
-	bool			 loaded;
+	bool			 installed;
 	size_t			 count;
-	bool			 inflight, again, stopping, started;
-	struct loop		*loop;
-	struct loop_timer	 timer;
+	struct genwatch		 watch;
 } td;
 
 static MYSQL_RES *
@@ -60,7 +53,8 @@ digest_field(gnutls_hash_hd_t h, const char *s)
 	return n > 0 ? gnutls_hash(h, s, n) : 0;
 }
 
-/* Worker: read every pair; parse them when something differs. */
+/* Worker, once the generation moved: read every pair; parse them when
+ * something differs. */
 static int
 load_job(MYSQL *m, void *arg)
 {
@@ -71,13 +65,6 @@ load_job(MYSQL *m, void *arg)
 	unsigned long *len;
 	char err[256];
 
-	if ((res = query(m, "SELECT v FROM node_meta WHERE k = 'config_generation'")) == NULL)
-		return -1;
-	row = mysql_fetch_row(res);
-	j->gen = row && row[0] ? strtoull(row[0], NULL, 10) : 0;
-	mysql_free_result(res);
-	if (!j->force && j->gen == j->known_gen)
-		return 0;
 	/* JSON_UNQUOTE(JSON_EXTRACT()): JSON_VALUE would cut a long chain. */
 	if ((res = query(m, "SELECT name, JSON_UNQUOTE(JSON_EXTRACT(spec, '$.tls.certificate')), tls_key "
 	    "FROM domains WHERE tls_key IS NOT NULL AND JSON_EXTRACT(spec, '$.tls.certificate') IS NOT NULL "
@@ -120,62 +107,36 @@ fail:
 	return -1;
 }
 
-static void submit(void);
+static void *
+job_new(void *owner)
+{
+	struct td_job *j = calloc(1, sizeof(*j));
+
+	(void)owner;
+	if (j == NULL)
+		return NULL;
+	memcpy(j->known_digest, td.digest, DIGEST_LEN);
+	j->force = !td.installed;
+	return j;
+}
 
 static void
-load_done(void *arg, int result)
+job_done(void *owner, void *arg, int result)
 {
 	struct td_job *j = arg;
 
-	td.inflight = false;
-	if (result == 0) {
-		td.gen = j->gen;
-		if (j->changed && !td.stopping) {
-			td.count = tls_sni_set_count(j->set);
-			memcpy(td.digest, j->digest, DIGEST_LEN);
-			tls_creds_set_sni(td.creds, j->set);
-			j->set = NULL;
-			log_event(LOG_LVL_INFO, &(struct log_ctx){ .service = "tls" },
-			    "%zu domain certificate%s loaded", td.count, td.count == 1 ? "" : "s");
-		}
-		td.loaded = true;
+	(void)owner;
+	if (result == 1 && j->changed) {
+		td.count = tls_sni_set_count(j->set);
+		memcpy(td.digest, j->digest, DIGEST_LEN);
+		tls_creds_set_sni(td.creds, j->set);
+		td.installed = true;
+		j->set = NULL;
+		log_event(LOG_LVL_INFO, &(struct log_ctx){ .service = "tls" },
+		    "%zu domain certificate%s loaded", td.count, td.count == 1 ? "" : "s");
 	}
 	tls_sni_set_unref(j->set);
 	free(j);
-	if (td.again && !td.stopping) {
-		td.again = false;
-		submit();
-	}
-}
-
-static void
-submit(void)
-{
-	struct td_job *j;
-
-	if (td.inflight) {
-		td.again = true;
-		return;
-	}
-	if ((j = calloc(1, sizeof(*j))) == NULL)
-		return;
-	j->known_gen = td.gen;
-	memcpy(j->known_digest, td.digest, DIGEST_LEN);
-	j->force = !td.loaded;
-	td.inflight = true;
-	if (db_submit(load_job, load_done, j) == -1) {
-		td.inflight = false;
-		free(j);
-	}
-}
-
-static void
-tick(struct loop_timer *t)
-{
-	if (td.stopping)
-		return;
-	submit();
-	loop_timer_start(td.loop, t, POLL_MS);
 }
 
 void
@@ -184,29 +145,22 @@ tls_domains_start(struct tls_creds *creds)
 	if (creds == NULL)
 		return;
 	td.creds = creds;
-	td.loop = loop_current();
-	td.timer.cb = tick;
-	td.started = true;
-	submit();
-	loop_timer_start(td.loop, &td.timer, POLL_MS);
+	td.watch.job_new = job_new;
+	td.watch.load = load_job;
+	td.watch.job_done = job_done;
+	genwatch_start(&td.watch);
 }
 
 void
 tls_domains_stop(void)
 {
-	if (!td.started)
-		return;
-	td.stopping = true;
-	loop_timer_stop(td.loop, &td.timer);
+	genwatch_stop(&td.watch);
 }
 
 void
 tls_domains_reload(void)
 {
-	if (!td.started || td.stopping)
-		return;
-	td.gen = 0;	/* whatever the database says now differs */
-	submit();
+	genwatch_kick(&td.watch);
 }
 
 size_t
