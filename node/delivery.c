@@ -187,8 +187,54 @@ fail:
 	return -1;
 }
 
+/* mail-root branch: a mail root on another filesystem than the spool (a
+ * shared one) cannot take a link: copy, durable before its name appears. A
+ * copy's name is made only by rename, so one that exists is whole. */
+static int
+copy_body(const char *src, const char *dst, char *err, size_t errlen)
+{
+	char tmp[PATH_MAX + 8], chunk[16384];
+	int in = -1, out = -1;
+	ssize_t n;
+
+	if (access(dst, F_OK) == 0)
+		return 0;
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", dst) >= (int)sizeof(tmp)) {
+		snprintf(err, errlen, "path too long");
+		return -1;
+	}
+	if ((in = open(src, O_RDONLY | O_CLOEXEC)) == -1 ||
+	    (out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) == -1)
+		goto fail;
+	while ((n = read(in, chunk, sizeof(chunk))) != 0) {
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 || write_all(out, chunk, (size_t)n) == -1)
+			goto fail;
+	}
+	if (fdatasync(out) == -1)
+		goto fail;
+	if (close(out) == -1) {
+		out = -1;
+		goto fail;
+	}
+	out = -1;
+	if (rename(tmp, dst) == -1)
+		goto fail;
+	close(in);
+	return 0;
+fail:
+	snprintf(err, errlen, "copy to %.300s: %s", dst, strerror(errno));
+	if (in != -1)
+		close(in);
+	if (out != -1)
+		close(out);
+	(void)unlink(tmp);
+	return -1;
+}
+
 /* The body in the mailbox's directory: a hard link to the local copy (one
- * file on disk however many local recipients). */
+ * file on disk however many local recipients), or a copy across filesystems. */
 static int
 place_body(const struct due *x, char *rel, size_t rellen, uint64_t *size, char *err, size_t errlen)
 {
@@ -207,8 +253,13 @@ place_body(const struct due *x, char *rel, size_t rellen, uint64_t *size, char *
 		return -1;
 	}
 	if (link(src, dst) == -1 && errno != EEXIST) {
-		snprintf(err, errlen, "link %.300s: %s", dst, strerror(errno));
-		return -1;
+		if (errno == EXDEV) {	/* mail-root branch */
+			if (copy_body(src, dst, err, errlen) == -1)
+				return -1;
+		} else {
+			snprintf(err, errlen, "link %.300s: %s", dst, strerror(errno));
+			return -1;
+		}
 	}
 	/* The name must be durable before the row that points to it. */
 	if (fsync_dir(dir) == -1) {

@@ -1,6 +1,7 @@
 /* imap_search: key evaluation over a message's row and, when a key needs
  * it, its text (full-text keys scan the message until the indexing
- * service exists). Comparisons of strings are ASCII case-insensitive. */
+ * service exists). Header values are compared with their RFC 2047 words
+ * decoded; comparisons of strings are ASCII case-insensitive. */
 #include "imap_search.h"
 
 #include <ctype.h>
@@ -9,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "mime.h"
+#include "rfc2047.h"
 #include "store.h"
 
 size_t
@@ -136,6 +139,8 @@ contains(const char *hay, size_t hlen, const char *needle)
 static bool
 load(struct imap_search_msg *m)
 {
+	if (m->loaded && m->header_only)
+		imap_search_msg_free(m);	/* now the body is wanted too */
 	if (!m->loaded && !m->load_failed) {
 		buf_init(&m->text, 0);
 		if (store_read_body(m->path, 0, UINT64_MAX, &m->text) == -1)
@@ -146,12 +151,54 @@ load(struct imap_search_msg *m)
 	return m->loaded;
 }
 
+/* The header block, read alone when the part index gives its length. */
+static bool
+load_header(struct imap_search_msg *m, const char **h, size_t *hlen)
+{
+	size_t off, len;
+
+	if (!m->loaded && !m->load_failed && m->index != NULL &&
+	    mime_index_section(m->index, "HEADER", &off, &len) == 0 && off == 0) {
+		buf_init(&m->text, 0);
+		if (store_read_body(m->path, 0, len, &m->text) == -1)
+			m->load_failed = true;
+		else
+			m->loaded = m->header_only = true;
+	}
+	if (!m->header_only && !load(m))
+		return false;
+	if (!m->loaded)
+		return false;
+	*h = buf_data(&m->text);
+	*hlen = imap_header_len(*h, buf_len(&m->text));
+	return true;
+}
+
 void
 imap_search_msg_free(struct imap_search_msg *m)
 {
 	if (m->loaded || m->load_failed)
 		buf_free(&m->text);
-	m->loaded = m->load_failed = false;
+	m->loaded = m->load_failed = m->header_only = false;
+}
+
+/* A field's values, unfolded and decoded into out; false when absent. */
+static bool
+header_value(struct imap_search_msg *m, const char *name, struct buf *out)
+{
+	struct buf raw;
+	const char *h;
+	size_t hlen;
+	bool r = false;
+
+	if (!load_header(m, &h, &hlen))
+		return false;
+	buf_init(&raw, 0);
+	if (imap_header_get(h, hlen, name, &raw) == 0 &&
+	    rfc2047_decode(buf_data(&raw), buf_len(&raw), out) == 0)
+		r = true;
+	buf_free(&raw);
+	return r;
 }
 
 static bool
@@ -160,11 +207,8 @@ header_has(struct imap_search_msg *m, const char *name, const char *needle)
 	struct buf v;
 	bool r;
 
-	if (!load(m))
-		return false;
 	buf_init(&v, 0);
-	r = imap_header_get(buf_data(&m->text), imap_header_len(buf_data(&m->text), buf_len(&m->text)),
-	    name, &v) == 0 && contains(buf_data(&v), buf_len(&v), needle);
+	r = header_value(m, name, &v) && contains(buf_data(&v), buf_len(&v), needle);
 	buf_free(&v);
 	return r;
 }
@@ -224,11 +268,14 @@ sent_day(struct imap_search_msg *m, time_t *day)
 	time_t instant;
 	bool r = false;
 
-	if (!load(m))
+	const char *h;
+	size_t hlen;
+
+	if (!load_header(m, &h, &hlen))
 		return false;
 	buf_init(&v, 0);
-	if (imap_header_get(buf_data(&m->text), imap_header_len(buf_data(&m->text), buf_len(&m->text)),
-	    "Date", &v) == 0 && imap_rfc5322_date(buf_cstr(&v), &instant, day) == 0)
+	if (imap_header_get(h, hlen, "Date", &v) == 0 &&
+	    imap_rfc5322_date(buf_cstr(&v), &instant, day) == 0)
 		r = true;
 	buf_free(&v);
 	if (!r)
@@ -305,11 +352,8 @@ imap_search_match(const struct imap_search *k, struct imap_search_msg *m, uint32
 			bool r;
 
 			/* An empty string matches every message with the field. */
-			if (!load(m))
-				return false;
 			buf_init(&v, 0);
-			r = imap_header_get(buf_data(&m->text), imap_header_len(buf_data(&m->text),
-			    buf_len(&m->text)), k->field, &v) == 0;
+			r = header_value(m, k->field, &v);
 			buf_free(&v);
 			return r;
 		}
@@ -449,7 +493,7 @@ struct sort_item {
 	int64_t			 num[IMAP_SORT_MAX];
 };
 
-/* RFC 5256 base subject, simplified: drop leading Re:/Fw:/Fwd: and
+/* RFC 5256 base subject (of the decoded value), simplified: drop leading Re:/Fw:/Fwd: and
  * [blob] prefixes, trailing "(fwd)", and white space; lower case. */
 static char *
 base_subject(const char *s)
@@ -538,7 +582,7 @@ imap_sort_msgs(struct imap_search_msg *msgs, size_t n, const enum imap_sort_key 
 	struct sort_ctx ctx = { keys, reverse, nkeys };
 	struct sort_item *items;
 	struct imap_search_msg *copy;
-	struct buf v;
+	struct buf v, dec;
 	size_t i, k;
 	int rc = -1;
 
@@ -551,6 +595,7 @@ imap_sort_msgs(struct imap_search_msg *msgs, size_t n, const enum imap_sort_key 
 		return -1;
 	}
 	buf_init(&v, 0);
+	buf_init(&dec, 0);
 	for (i = 0; i < n; i++) {
 		struct imap_search_msg *m = &msgs[i];
 		const char *hdr = NULL;
@@ -583,13 +628,17 @@ imap_sort_msgs(struct imap_search_msg *msgs, size_t n, const enum imap_sort_key 
 				field = "Subject";
 				break;
 			}
-			if (hdr == NULL && load(m)) {
-				hdr = buf_data(&m->text);
-				hlen = imap_header_len(hdr, buf_len(&m->text));
-			}
+			if (hdr == NULL && !load_header(m, &hdr, &hlen))
+				hdr = NULL;
 			if (hdr == NULL || imap_header_get(hdr, hlen, field, &v) == -1) {
 				buf_reset(&v);
 				(void)buf_cstr(&v);
+			}
+			/* RFC 5256 compares subjects with their encoded words decoded. */
+			if (keys[k] == SORT_SUBJECT) {
+				buf_reset(&dec);
+				if (rfc2047_decode(buf_data(&v), buf_len(&v), &dec) == -1)
+					goto out;
 			}
 			if (keys[k] == SORT_DATE) {
 				time_t inst, day;
@@ -597,7 +646,7 @@ imap_sort_msgs(struct imap_search_msg *msgs, size_t n, const enum imap_sort_key 
 				items[i].num[k] = imap_rfc5322_date(buf_cstr(&v), &inst, &day) == 0 ?
 				    inst : m->internal_date;
 			} else if (keys[k] == SORT_SUBJECT) {
-				if ((items[i].str[k] = base_subject(buf_cstr(&v))) == NULL)
+				if ((items[i].str[k] = base_subject(buf_cstr(&dec))) == NULL)
 					goto out;
 			} else if ((items[i].str[k] = first_mailbox(buf_cstr(&v))) == NULL)
 				goto out;
@@ -617,5 +666,6 @@ out:
 	free(items);
 	free(copy);
 	buf_free(&v);
+	buf_free(&dec);
 	return rc;
 }

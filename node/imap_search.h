@@ -1,6 +1,7 @@
 /* imap_search: SEARCH keys and SORT criteria evaluated against messages,
  * and the header reading both need. Runs on database workers; the message
- * text is read from its body file only when a key needs it. */
+ * text is read from its body file only when a key needs it (header keys
+ * and SORT only its header), encoded words decoded (RFC 2047). */
 #ifndef MAILNODE_IMAP_SEARCH_H
 #define MAILNODE_IMAP_SEARCH_H
 
@@ -20,9 +21,10 @@ struct imap_search_msg {
 	uint64_t	 size, modseq;
 	int64_t		 internal_date;
 	const char	*path;		/* body file */
-	/* Filled on first need. */
+	const char	*index;		/* NULL or part offsets: header keys read only the header */
+	/* Filled on first need: the header, or the whole message. */
 	struct buf	 text;
-	bool		 loaded, load_failed;
+	bool		 loaded, load_failed, header_only;
 };
 
 /* Does m match the key tree? maxseq and maxuid stand for "*". */

@@ -1615,6 +1615,7 @@ exec_search(MYSQL *m, struct imap_job *j)
 		x->modseq = rows[i].modseq;
 		x->internal_date = rows[i].internal_date;
 		x->path = rows[i].path;
+		x->index = rows[i].index;
 		if (imap_search_match(c->search, x, (uint32_t)sel->n, maxuid)) {
 			if (x->modseq > maxmodseq)
 				maxmodseq = x->modseq;

@@ -42,6 +42,7 @@
 
 struct options {
 	const char	*state_dir;
+	const char	*mail_root;	/* NULL: STATE/mail */
 	const char	*database;	/* DSN; NULL for the embedded server */
 	const char	*schema_dir;
 	bool		 dev;
@@ -61,8 +62,11 @@ usage(void)
 {
 	fprintf(stderr,
 	    "usage: mailnoded [--state-dir DIR] [--dev] [--port-offset N] [--database DSN]\n"
-	    "                 [--schema-dir DIR] [--loops N] [--log-level LEVEL] [--no-syslog]\n"
+	    "                 [--mail-root DIR] [--schema-dir DIR] [--loops N] [--log-level LEVEL]\n"
+	    "                 [--no-syslog]\n"
 	    "  --state-dir DIR    database, mail, TLS material, logs, sockets (default ./var)\n"
+	    "  --mail-root DIR    message bodies (default STATE/mail); nodes sharing a\n"
+	    "                     database must share it too (see docs/architecture.md)\n"
 	    "  --dev              development ports (25xx, 21xx, ...) bound to 127.0.0.1\n"
 	    "  --port-offset N    add N to every default port (first start only)\n"
 	    "  --database DSN     external MariaDB, mysql://user:pass@host:port/db;\n"
@@ -145,6 +149,7 @@ parse_options(int argc, char **argv, struct options *o)
 	static const struct option longopts[] = {
 		{ "state-dir", required_argument, NULL, 's' },
 		{ "database", required_argument, NULL, 'd' },
+		{ "mail-root", required_argument, NULL, 'o' },
 		{ "schema-dir", required_argument, NULL, 'm' },
 		{ "dev", no_argument, NULL, 'D' },
 		{ "port-offset", required_argument, NULL, 'p' },
@@ -184,6 +189,7 @@ parse_options(int argc, char **argv, struct options *o)
 		switch (ch) {
 		case 's': o->state_dir = optarg; break;
 		case 'd': o->database = optarg; break;
+		case 'o': o->mail_root = optarg; break;
 		case 'm': o->schema_dir = optarg; break;
 		case 'D': o->dev = true; break;
 		case 'S': o->syslog = false; break;
@@ -407,7 +413,8 @@ main(int argc, char **argv)
 	if (make_dir(o.state_dir, NULL, dir, sizeof(dir)) == -1 ||
 	    make_dir(o.state_dir, "run", dir, sizeof(dir)) == -1 ||
 	    make_dir(o.state_dir, "log", dir, sizeof(dir)) == -1 ||
-	    make_dir(o.state_dir, "mail", dir, sizeof(dir)) == -1) {
+	    (o.mail_root == NULL && make_dir(o.state_dir, "mail", dir, sizeof(dir)) == -1) ||
+	    (o.mail_root != NULL && make_dir(o.mail_root, NULL, dir, sizeof(dir)) == -1)) {
 		log_err("state directory %s: %s", dir, strerror(errno));
 		return 1;
 	}
@@ -476,7 +483,10 @@ main(int argc, char **argv)
 	{
 		char mail[PATH_MAX + 8];
 
-		snprintf(mail, sizeof(mail), "%s/mail", o.state_dir);
+		if (o.mail_root != NULL)
+			snprintf(mail, sizeof(mail), "%s", o.mail_root);
+		else
+			snprintf(mail, sizeof(mail), "%s/mail", o.state_dir);
 		if (delivery_init(path, mail, &conf, &o.remote, err, sizeof(err)) == -1)
 			goto fail;
 		if (store_init(mail) == -1) {

@@ -1681,9 +1681,9 @@ store_fetch_rows(MYSQL *m, uint64_t mailbox_id, uint64_t folder_id, const uint32
 	*nout = 0;
 	buf_init(&b, 0);
 	if (buf_printf(&b, "SELECT m.uid, m.sysflags, m.keywords, m.modseq, m.size, "
-	    "UNIX_TIMESTAMP(m.internal_date), m.file%s FROM messages m JOIN folders f ON f.id = m.folder_id "
-	    "WHERE f.mailbox_id = %" PRIu64 " AND m.folder_id = %" PRIu64 " AND ",
-	    want_meta ? ", m.envelope, m.body_basic, m.body_structure, m.mime_index" : "",
+	    "UNIX_TIMESTAMP(m.internal_date), m.file, m.mime_index%s FROM messages m JOIN folders f "
+	    "ON f.id = m.folder_id WHERE f.mailbox_id = %" PRIu64 " AND m.folder_id = %" PRIu64 " AND ",
+	    want_meta ? ", m.envelope, m.body_basic, m.body_structure" : "",
 	    mailbox_id, folder_id) == -1 || sql_uid_set(&b, "m.uid", uids, n) == -1 ||
 	    buf_puts(&b, " ORDER BY m.uid") == -1 || (res = sq_res(m, &b)) == NULL)
 		goto out;
@@ -1701,11 +1701,13 @@ store_fetch_rows(MYSQL *m, uint64_t mailbox_id, uint64_t folder_id, const uint32
 		f->internal_date = parse_i64(row[5]);
 		if ((f->path = full_path(row[6])) == NULL)
 			goto fail;
+		/* The index (small) also lets SEARCH and SORT read only headers. */
+		if (row[7] != NULL && (f->index = strdup(row[7])) == NULL)
+			goto fail;
 		if (want_meta) {
-			f->envelope = xstrdup(row[7]);
-			f->body = xstrdup(row[8]);
-			f->bodystructure = xstrdup(row[9]);
-			f->index = xstrdup(row[10]);
+			f->envelope = xstrdup(row[8]);
+			f->body = xstrdup(row[9]);
+			f->bodystructure = xstrdup(row[10]);
 			if ((f->envelope == NULL || f->body == NULL || f->bodystructure == NULL ||
 			    f->index == NULL) && fill_structure(m, folder_id, f) == -1)
 				goto fail;

@@ -739,6 +739,111 @@ def test_search_esearch_and_sort(imap):
     m.logout()
 
 
+def search_message(hdrs, body):
+    return ("".join("%s: %s\r\n" % h for h in hdrs) + "\r\n" + body).encode()
+
+
+# Four messages built by APPEND, with what each SEARCH key looks at chosen:
+# (flags, internal date, headers, body). UIDs 1 and 2 are claimed as \Recent
+# by an earlier session, 3 and 4 are \Recent in the session that searches.
+SEARCH_MSGS = [
+    ("(\\Answered \\Seen $Work)", '"01-Jan-2026 10:00:00 +0000"',
+     [("From", "=?UTF-8?Q?J=C3=BCrgen_M=C3=BCller?= <juergen@example.org>"),
+      ("To", "Ann <ann@example.org>"), ("Cc", "carl@example.org"),
+      ("Subject", "=?UTF-8?B?R3LDvMOfZSBhdXMgS8O2bG4=?="),
+      ("Date", "Wed, 31 Dec 2025 22:00:00 -0500")], "alpha\r\n"),
+    ("(\\Deleted $Work $Later)", '"15-Jan-2026 23:30:00 +0000"',
+     [("From", "bob@example.org"), ("To", "bob@example.com"), ("Bcc", "secret-list@example.net"),
+      ("Subject", "Re: Quarterly plan"), ("Date", "Thu, 15 Jan 2026 08:00:00 +0100")],
+     "bravo bravo\r\n" * 200),
+    ("(\\Draft \\Flagged \\Seen)", '"01-Feb-2026 00:10:00 +0000"',
+     [("From", "dora@example.org"), ("To", "ann@example.org, Zed <zed@example.org>"),
+      ("Cc", "=?ISO-8859-1?Q?Dor=E9?= <dora@example.org>"), ("Subject", "Draft notes"),
+      ("Date", "Tue, 10 Feb 2026 09:00:00 +0000")], "charlie\r\n"),
+    (None, '"10-Feb-2026 12:00:00 +0000"',
+     [("From", "=?iso-8859-1?q?Andr=E9?= <andre@example.org>"), ("To", "carl@example.org"),
+      ("Subject", "=?ISO-8859-1?Q?Caf=E9?= menu"), ("Date", "Sun, 1 Mar 2026 23:59:00 +1400")],
+     "delta\r\n"),
+]
+
+# Every RFC 3501 search key (6.4.4), alone and combined: criteria -> UIDs.
+SEARCH_TABLE = [
+    (["ALL"], "1 2 3 4"),
+    (["ANSWERED"], "1"), (["UNANSWERED"], "2 3 4"),
+    (["DELETED"], "2"), (["UNDELETED"], "1 3 4"),
+    (["DRAFT"], "3"), (["UNDRAFT"], "1 2 4"),
+    (["FLAGGED"], "3"), (["UNFLAGGED"], "1 2 4"),
+    (["SEEN"], "1 3"), (["UNSEEN"], "2 4"),
+    (["RECENT"], "3 4"), (["NEW"], "4"), (["OLD"], "1 2"),
+    (["KEYWORD", "$Work"], "1 2"), (["KEYWORD", "$Later"], "2"), (["KEYWORD", "$None"], ""),
+    (["UNKEYWORD", "$Work"], "3 4"), (["UNKEYWORD", "$None"], "1 2 3 4"),
+    (["BCC", "secret-list"], "2"), (["CC", "carl"], "1"), (["CC", "dora@"], "3"),
+    (["TO", "ann@example.org"], "1 3"), (["TO", "zed"], "3"), (["TO", "example.com"], "2"),
+    (["FROM", "example.org"], "1 2 3 4"), (["FROM", "bob"], "2"),
+    (["SUBJECT", "quarterly"], "2"), (["SUBJECT", "menu"], "4"),
+    (["HEADER", "Cc", '""'], "1 3"), (["HEADER", "X-Missing", '""'], ""),
+    (["HEADER", "Subject", "notes"], "3"),
+    (["BODY", "bravo"], "2"), (["BODY", "example.org"], ""),
+    (["TEXT", "charlie"], "3"), (["TEXT", "secret-list"], "2"),
+    (["BEFORE", "15-Jan-2026"], "1"), (["ON", "15-Jan-2026"], "2"),
+    (["SINCE", "01-Feb-2026"], "3 4"), (["SINCE", "15-Jan-2026"], "2 3 4"),
+    (["SENTBEFORE", "1-Jan-2026"], "1"), (["SENTON", "15-Jan-2026"], "2"),
+    (["SENTON", "1-Mar-2026"], "4"), (["SENTSINCE", "10-Feb-2026"], "3 4"),
+    (["SENTSINCE", "1-Jan-2026"], "2 3 4"),
+    (["LARGER", "1000"], "2"), (["SMALLER", "1000"], "1 3 4"),
+    (["UID", "2:3"], "2 3"), (["UID", "3:*"], "3 4"), (["1,3"], "1 3"), (["2:*"], "2 3 4"),
+    (["*"], "4"),
+    (["NOT", "DELETED"], "1 3 4"), (["OR", "ANSWERED", "DRAFT"], "1 3"),
+    (["OR", "(SEEN", "FLAGGED)", "NEW"], "3 4"), (["NOT", "OR", "SEEN", "DELETED"], "4"),
+    (["(SINCE", "15-Jan-2026", "UNDELETED)"], "3 4"), (["1:3", "NOT", "SEEN"], "2"),
+    (["OR", "KEYWORD", "$Later", "TO", "carl"], "2 4"),
+    (["NOT", "(OR", "BEFORE", "15-Jan-2026", "LARGER", "1000)"], "3 4"),
+    (["UNSEEN", "UNDELETED", "SMALLER", "1000", "SENTSINCE", "1-Jan-2026"], "4"),
+]
+
+
+def test_search_every_rfc3501_key(imap):
+    m = imaps(imap)
+    fresh_folder(m, "Keys")
+    for i, (flags, date, hdrs, body) in enumerate(SEARCH_MSGS):
+        if i == 2:
+            # An earlier session claims \Recent for what is there so far.
+            assert m.select("Keys")[0] == "OK"
+            assert m.unselect()[0] == "OK"
+        typ, data = m.append("Keys", flags, date, search_message(hdrs, body))
+        assert typ == "OK", data
+    m.logout()
+    m = imaps(imap)
+    assert m.select("Keys")[0] == "OK"
+    sizes = [int(x) for x in re.findall(rb"RFC822.SIZE (\d+)", b" ".join(
+        d for d in m.fetch("1:4", "(RFC822.SIZE)")[1] if isinstance(d, bytes)))]
+    assert sizes[1] > 1000 and max(sizes[0], sizes[2], sizes[3]) < 1000, sizes
+    for criteria, want in SEARCH_TABLE:
+        typ, data = m.uid("SEARCH", *criteria)
+        assert typ == "OK", (criteria, data)
+        assert data[0].decode() == want, (criteria, data)
+        # The same by sequence number (here equal to the UIDs).
+        assert m.search(None, *criteria)[1][0].decode() == want, criteria
+    # Header keys compare decoded RFC 2047 words (CHARSET UTF-8 literal).
+    for key, text, want in [("FROM", "J\u00fcrgen", "1"), ("FROM", "Andr\u00e9", "4"),
+                            ("CC", "Dor\u00e9", "3"), ("SUBJECT", "K\u00f6ln", "1"),
+                            ("SUBJECT", "Gr\u00fc\u00dfe aus", "1"), ("SUBJECT", "Caf\u00e9 menu", "4"),
+                            ("HEADER Subject", "Caf\u00e9", "4")]:
+        m.literal = text.encode()
+        typ, data = m.uid("SEARCH", "CHARSET", "UTF-8", *key.split())
+        assert typ == "OK" and data[0].decode() == want, (key, text, data)
+    m.literal = "Caf\u00e9".encode()
+    typ, data = m.uid("SEARCH", "CHARSET", "UTF-8", "UNSEEN", "OR", "DELETED", "SUBJECT")
+    assert data[0].decode() == "2 4", data
+    # SORT's base subject is taken from the decoded value (RFC 5256):
+    # "caf\u00e9 menu", "draft notes", "gr\u00fc\u00dfe aus k\u00f6ln", "quarterly plan".
+    typ, data = m.sort("(SUBJECT)", "UTF-8", "ALL")
+    assert data == [b"4 3 1 2"], data
+    typ, data = m.sort("(REVERSE SUBJECT)", "UTF-8", "UNDELETED")
+    assert data == [b"1 3 4"], data
+    m.logout()
+
+
 def test_condstore(imap):
     r = Raw(imap)
     r.cmd("DELETE T5")
@@ -956,6 +1061,43 @@ kind: Tenant
 metadata: {name: other}
 spec: {}
 """)
+
+def test_suspended_tenant_cannot_log_in(imap):
+    apply_text(imap, "apiVersion: mailnode/v1\nkind: Tenant\nmetadata: {name: other}\n"
+                     "spec: {state: suspended}\n")
+    try:
+        m = imaps(imap, user=None)
+        with pytest.raises(imaplib.IMAP4.error, match=r"\[CONTACTADMIN\]"):
+            m.login("bob@other.test", BOB_PW)
+        m.logout()
+        # The other tenant's users are not touched.
+        imaps(imap).logout()
+    finally:
+        apply_text(imap, "apiVersion: mailnode/v1\nkind: Tenant\nmetadata: {name: other}\nspec: {}\n")
+    imaps(imap, "bob@other.test", BOB_PW).logout()
+
+
+def test_tenant_connection_limit_at_login(imap):
+    apply_text(imap, "apiVersion: mailnode/v1\nkind: Tenant\nmetadata: {name: other}\n"
+                     "spec: {connections: {maxConcurrent: 1}}\n")
+    try:
+        first = Raw(imap, user="bob@other.test", pw=BOB_PW, source="127.0.0.23")
+        r = Raw(imap, login=False, source="127.0.0.23")
+        out = r.cmd('LOGIN bob@other.test "%s"' % BOB_PW)
+        assert out[-1].split(b" ", 1)[1].startswith(b"NO [LIMIT] Too many connections"), out
+        r.close()
+        # Other addresses and other tenants have their own count.
+        Raw(imap, user="bob@other.test", pw=BOB_PW, source="127.0.0.25").close()
+        Raw(imap, source="127.0.0.23").close()
+        first.close()
+        # With the first session gone there is room again.
+        assert wait_until(lambda: not any(
+            s.get("tenant") == "other" and s["peer"].startswith("127.0.0.23:")
+            for s in imap.ctl_yaml("sessions", "--service", "imaps")[0]["items"]))
+        Raw(imap, user="bob@other.test", pw=BOB_PW, source="127.0.0.23").close()
+    finally:
+        apply_text(imap, "apiVersion: mailnode/v1\nkind: Tenant\nmetadata: {name: other}\nspec: {}\n")
+
 
 # Error paths.
 

@@ -340,6 +340,20 @@ def test_suspended_login(pop):
     r.close()
 
 
+def test_suspended_tenant_cannot_log_in(pop):
+    apply_text(pop, "apiVersion: mailnode/v1\nkind: Tenant\nmetadata: {name: poptest}\n"
+                    "spec: {state: suspended}\n")
+    try:
+        r = Raw(pop)
+        r.cmd("USER ann@pop.test")
+        assert r.cmd("PASS " + PW) == b"-ERR [SYS/PERM] Login suspended for this account"
+        r.close()
+    finally:
+        apply_text(pop, "apiVersion: mailnode/v1\nkind: Tenant\nmetadata: {name: poptest}\nspec: {}\n")
+    p = pop3s(pop)
+    assert p.quit().startswith(b"+OK")
+
+
 def test_one_session_per_maildrop(pop):
     a = pop3s(pop, "fay")
     sessions = pop.ctl_yaml("sessions", "--service", "pop3s")[0]["items"]
