@@ -27,6 +27,7 @@
 #include "buf.h"
 #include "log.h"
 #include "smtp_parse.h"
+#include "spool.h"
 #include "store.h"
 
 #define DELIVERY_BATCH		100
@@ -288,6 +289,36 @@ cache_structure(MYSQL *m, uint64_t folder, unsigned uid, const char *rel)
 		log_warn("delivery: structure of %s not cached: parsed at first use", rel);
 }
 
+/* Lock the mailbox's INBOX row, making it first for a mailbox made before
+ * folders existed. The lock comes before any insert: an INSERT IGNORE that
+ * finds the row takes a shared lock, and two deliveries (two runners, two
+ * nodes) upgrading theirs to exclusive deadlock each other. */
+static MYSQL_RES *
+lock_inbox(MYSQL *m, uint64_t mailbox_id)
+{
+	char sql[256];
+	MYSQL_RES *res;
+
+	snprintf(sql, sizeof(sql), "SELECT id, uidnext, highestmodseq FROM folders WHERE mailbox_id = %"
+	    PRIu64 " AND name = 'INBOX' FOR UPDATE", mailbox_id);
+	if (q(m, sql) == -1 || (res = mysql_store_result(m)) == NULL)
+		return NULL;
+	if (mysql_num_rows(res) > 0)
+		return res;
+	mysql_free_result(res);
+	snprintf(sql, sizeof(sql), "INSERT IGNORE INTO folders (mailbox_id, name, uidvalidity) "
+	    "VALUES (%" PRIu64 ", 'INBOX', UNIX_TIMESTAMP())", mailbox_id);
+	if (q(m, sql) == -1)
+		return NULL;
+	snprintf(sql, sizeof(sql), "SELECT id, uidnext, highestmodseq FROM folders WHERE mailbox_id = %"
+	    PRIu64 " AND name = 'INBOX' FOR UPDATE", mailbox_id);
+	if (q(m, sql) == -1)
+		return NULL;
+	return mysql_store_result(m);
+}
+
+/* 0 delivered; -1 failed (err says why); -2 the transaction lost a lock
+ * conflict (deadlock, lock wait timeout) and can be tried again now. */
 static int
 deliver_one(MYSQL *m, const struct due *x, char *err, size_t errlen)
 {
@@ -295,22 +326,13 @@ deliver_one(MYSQL *m, const struct due *x, char *err, size_t errlen)
 	MYSQL_RES *res;
 	MYSQL_ROW row;
 	uint64_t folder, modseq, size;
-	unsigned uid;
+	unsigned uid, e;
 
 	if (place_body(x, rel, sizeof(rel), &size, err, errlen) == -1)
 		return -1;
 	mysql_real_escape_string(m, esc_rel, rel, strlen(rel));
 	mysql_real_escape_string(m, esc_sender, x->sender, strnlen(x->sender, 512));
-	if (q(m, "START TRANSACTION") == -1)
-		goto sqlfail;
-	/* A mailbox made before folders existed gets its INBOX now. */
-	snprintf(sql, sizeof(sql), "INSERT IGNORE INTO folders (mailbox_id, name, uidvalidity) "
-	    "VALUES (%" PRIu64 ", 'INBOX', UNIX_TIMESTAMP())", x->mailbox_id);
-	if (q(m, sql) == -1)
-		goto sqlfail;
-	snprintf(sql, sizeof(sql), "SELECT id, uidnext, highestmodseq FROM folders WHERE mailbox_id = %" PRIu64
-	    " AND name = 'INBOX' FOR UPDATE", x->mailbox_id);
-	if (q(m, sql) == -1 || (res = mysql_store_result(m)) == NULL)
+	if (q(m, "START TRANSACTION") == -1 || (res = lock_inbox(m, x->mailbox_id)) == NULL)
 		goto sqlfail;
 	if ((row = mysql_fetch_row(res)) == NULL) {
 		mysql_free_result(res);
@@ -347,6 +369,9 @@ deliver_one(MYSQL *m, const struct due *x, char *err, size_t errlen)
 	return 0;
 sqlfail:
 	snprintf(err, errlen, "%s", mysql_error(m));
+	e = mysql_errno(m);
+	(void)q(m, "ROLLBACK");
+	return e == 1213 || e == 1205 ? -2 : -1;	/* ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT */
 fail:
 	(void)q(m, "ROLLBACK");
 	return -1;
@@ -358,11 +383,13 @@ retire_done(MYSQL *m)
 {
 	MYSQL_RES *res;
 	MYSQL_ROW row;
-	char path[PATH_MAX + 64], sql[200];
+	char path[PATH_MAX + 64], sql[600];
 
-	if (q(m, "SELECT m.id, m.qid FROM queue_messages m WHERE NOT EXISTS (SELECT 1 FROM "
-	    "queue_recipients r WHERE r.message_id = m.id AND r.state IN ('queued', 'deferred')) "
-	    "LIMIT 500") == -1 || (res = mysql_store_result(m)) == NULL)
+	/* Ours only: another node's file is in its own spool. */
+	snprintf(sql, sizeof(sql), "SELECT m.id, m.qid FROM queue_messages m WHERE %s AND NOT EXISTS "
+	    "(SELECT 1 FROM queue_recipients r WHERE r.message_id = m.id AND r.state IN ('queued', "
+	    "'deferred')) LIMIT 500", spool_mine_sql());
+	if (q(m, sql) == -1 || (res = mysql_store_result(m)) == NULL)
 		return;
 	while ((row = mysql_fetch_row(res)) != NULL) {
 		snprintf(sql, sizeof(sql), "DELETE FROM queue_messages WHERE id = %s", row[0]);
@@ -393,7 +420,7 @@ fetch_due(MYSQL *m, struct due *out, size_t max)
 	    "r.warned, m.envid, m.ret_hdrs "
 	    "FROM queue_recipients r JOIN queue_messages m ON m.id = r.message_id "
 	    "WHERE r.state IN ('queued', 'deferred') AND r.mailbox_id IS NOT NULL AND m.held = FALSE "
-	    "AND r.next_attempt <= NOW() ORDER BY r.id LIMIT %zu", max);
+	    "AND r.next_attempt <= NOW() AND %s ORDER BY r.id LIMIT %zu", spool_mine_sql(), max);
 	if (q(m, sql) == -1 || (res = mysql_store_result(m)) == NULL)
 		return 0;
 	while ((row = mysql_fetch_row(res)) != NULL && n < max) {
@@ -569,7 +596,13 @@ runner(void *unused)
 		do {
 			n = fetch_due(m, batch, DELIVERY_BATCH);
 			for (i = 0; i < n; i++) {
-				if (deliver_one(m, &batch[i], err, sizeof(err)) == -1) {
+				int rc, tries = 0;
+
+				/* A lost lock conflict is no reason to wait a retry
+				 * interval: the other side has committed by now. */
+				while ((rc = deliver_one(m, &batch[i], err, sizeof(err))) == -2 && ++tries < 5)
+					continue;
+				if (rc != 0) {
 					log_err("delivery of %s to mailbox %" PRIu64 " deferred: %s",
 					    batch[i].qid, batch[i].mailbox_id, err);
 					defer(m, &batch[i], err);
@@ -596,10 +629,6 @@ int
 delivery_init(const char *spool_dir, const char *mail_root, const struct db_conf *c,
     const struct remote_conf *rc, char *err, size_t errlen)
 {
-	char id[84], host[64] = "localhost";
-	uint64_t h = 14695981039346656037ULL;
-	const char *p;
-
 	if (snprintf(d.spool_msg, sizeof(d.spool_msg), "%s/msg", spool_dir) >= (int)sizeof(d.spool_msg) ||
 	    snprintf(d.spool_local, sizeof(d.spool_local), "%s/local", spool_dir) >=
 	    (int)sizeof(d.spool_local) ||
@@ -620,14 +649,8 @@ delivery_init(const char *spool_dir, const char *mail_root, const struct db_conf
 		return -1;
 	}
 	d.rconf = *rc;
-	/* This node in the leases it takes: its host and (FNV-1a) its spool. */
-	if (gethostname(host, sizeof(host) - 1) == -1)
-		snprintf(host, sizeof(host), "localhost");
-	host[sizeof(host) - 1] = '\0';
-	for (p = spool_dir; *p; p++)
-		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-	snprintf(id, sizeof(id), "%s:%016" PRIx64, host, h);
-	remote_init(rc, d.spool_msg, id);
+	/* The leases this node takes carry the spool's name for it. */
+	remote_init(rc, d.spool_msg, spool_node());
 	return 0;
 }
 

@@ -67,6 +67,8 @@ write_message(struct yamlw *w, MYSQL_ROW row, MYSQL *m, bool with_rcpts)
 	yamlw_kstr(w, "received", row[3]);
 	yamlw_kbool(w, "held", strcmp(row[4], "1") == 0);
 	yamlw_ku64(w, "pending", strtoull(row[5], NULL, 10));
+	/* The node whose spool holds the file and which alone delivers it. */
+	yamlw_kstr(w, "node", row[6][0] ? row[6] : "any");
 	if (with_rcpts) {
 		char sql[256];
 		MYSQL_RES *res;
@@ -98,7 +100,7 @@ write_message(struct yamlw *w, MYSQL_ROW row, MYSQL *m, bool with_rcpts)
 
 #define MSG_COLUMNS "SELECT m.qid, m.sender, m.size, m.received_at, m.held, " \
 	"(SELECT COUNT(*) FROM queue_recipients r WHERE r.message_id = m.id AND " \
-	"r.state IN ('queued', 'deferred')) FROM queue_messages m"
+	"r.state IN ('queued', 'deferred')), m.spool FROM queue_messages m"
 
 static int
 qjob_run(MYSQL *m, void *arg)

@@ -28,6 +28,7 @@
 #include "log.h"
 #include "smtp_client.h"
 #include "smtp_parse.h"
+#include "spool.h"
 #include "tenant_stats.h"
 
 #define REMOTE_BATCH	200
@@ -274,7 +275,7 @@ fetch(MYSQL *m, struct due *out, size_t max)
 	    "FROM queue_recipients r JOIN queue_messages m ON m.id = r.message_id "
 	    "WHERE r.mailbox_id IS NULL AND r.state IN ('queued', 'deferred') "
 	    "AND r.next_attempt <= NOW() AND m.held = FALSE "
-	    "AND (r.lease_until IS NULL OR r.lease_until < NOW())") == -1 ||
+	    "AND (r.lease_until IS NULL OR r.lease_until < NOW()) AND %s", spool_mine_sql()) == -1 ||
 	    exclusions(m, &sql, &full) == -1 ||
 	    buf_printf(&sql, " ORDER BY m.id, r.id LIMIT %zu", max) == -1 || full ||
 	    mysql_real_query(m, buf_data(&sql), buf_len(&sql)) != 0 ||

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ctype.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -61,11 +62,14 @@ static struct {
 	pthread_t		 thread;
 	int			 dir_fd, tmp_fd, msg_fd;
 	char			 dir[PATH_MAX];
+	char			 node[84];	/* spool_node() */
+	char			 mine[120];	/* spool_mine_sql() */
 	struct db_conf		 conf;
 	MYSQL			*db;		/* the commit thread's */
 } sp = {
 	.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
 	.dir_fd = -1, .tmp_fd = -1, .msg_fd = -1,
+	.mine = "(m.spool = '')",
 };
 
 /* Not in the header: read by the unit test through extern declarations. */
@@ -458,7 +462,7 @@ put_msg_row(struct buf *b, MYSQL *db, const struct spool_msg *m)
 	if (put_str(b, db, e->helo, sizeof(e->helo), 255) == -1 || buf_puts(b, ",") == -1 ||
 	    put_str(b, db, e->peer, sizeof(e->peer), 80) == -1 || buf_puts(b, ",") == -1 ||
 	    put_str(b, db, e->envid, sizeof(e->envid), 100) == -1 ||
-	    buf_printf(b, ",%d,%d)", e->ret_hdrs ? 1 : 0, e->smtputf8 ? 1 : 0) == -1)
+	    buf_printf(b, ",%d,%d,'%s')", e->ret_hdrs ? 1 : 0, e->smtputf8 ? 1 : 0, sp.node) == -1)
 		return -1;
 	return 0;
 }
@@ -540,7 +544,7 @@ static int
 insert_group(MYSQL *db, struct spool_msg **v, size_t n, bool *ambiguous, char *err, size_t errlen)
 {
 	static const char msg_head[] = "INSERT INTO queue_messages "
-	    "(qid, size, sender, tenant_id, helo, peer, envid, ret_hdrs, smtputf8) VALUES ";
+	    "(qid, size, sender, tenant_id, helo, peer, envid, ret_hdrs, smtputf8, spool) VALUES ";
 	static const char rcpt_head[] = "INSERT INTO queue_recipients "
 	    "(message_id, address, mailbox_id, notify, orcpt) VALUES ";
 	struct buf b;
@@ -923,8 +927,14 @@ recover(MYSQL *db, char *err, size_t errlen)
 	if (removed > 0)
 		log_info("spool: removed %zu uncommitted files from %s/msg", removed, sp.dir);
 
-	/* Rows whose body is gone cannot be delivered: an operator must know. */
-	if (query(db, "SELECT qid FROM queue_messages", 0, err, errlen) == -1)
+	/* Rows whose body is gone cannot be delivered: an operator must know.
+	 * Other nodes' rows have their files in their own spools. */
+	buf_reset(&b);
+	if (buf_printf(&b, "SELECT m.qid FROM queue_messages m WHERE %s", sp.mine) == -1) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (query(db, buf_data(&b), buf_len(&b), err, errlen) == -1)
 		goto fail;
 	if ((res = mysql_use_result(db)) == NULL) {
 		snprintf(err, errlen, "%s (MariaDB error %u)", mysql_error(db), mysql_errno(db));
@@ -1011,6 +1021,39 @@ close_dirs(void)
 	}
 }
 
+/* Our name in the queue: the host and (FNV-1a) the spool directory, so
+ * two nodes on one host with their own state directories differ too. */
+static void
+name_node(const char *dir)
+{
+	char host[65];
+	uint64_t h = 14695981039346656037ULL;	/* FNV-1a */
+	size_t i;
+
+	if (gethostname(host, sizeof(host) - 1) == -1)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	for (i = 0; host[i]; i++)
+		if (!isalnum((unsigned char)host[i]) && host[i] != '.' && host[i] != '-' && host[i] != '_')
+			host[i] = '_';	/* the name goes into SQL as it is */
+	for (; *dir; dir++)
+		h = (h ^ (unsigned char)*dir) * 1099511628211ULL;
+	snprintf(sp.node, sizeof(sp.node), "%s:%016" PRIx64, host, h);
+	snprintf(sp.mine, sizeof(sp.mine), "(m.spool = '%s' OR m.spool = '')", sp.node);
+}
+
+const char *
+spool_node(void)
+{
+	return sp.node;
+}
+
+const char *
+spool_mine_sql(void)
+{
+	return sp.mine;
+}
+
 int
 spool_init(const char *spool_dir, const struct db_conf *conf, char *err, size_t errlen)
 {
@@ -1026,6 +1069,7 @@ spool_init(const char *spool_dir, const struct db_conf *conf, char *err, size_t 
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	name_node(sp.dir);
 	if (open_spool_dir(spool_dir) == -1 ||
 	    make_dir(sp.dir_fd, "tmp", &sp.tmp_fd) == -1 ||
 	    make_dir(sp.dir_fd, "msg", &sp.msg_fd) == -1) {

@@ -42,6 +42,13 @@ typedef void (*spool_done_fn)(void *arg, int ok, const char *id, const char *err
 /* Start the commit thread; the spool directory is created if needed. */
 int	 spool_init(const char *spool_dir, const struct db_conf *, char *err, size_t errlen);
 void	 spool_fini(void);
+/* This node's name in the queue (queue_messages.spool, and the leases of
+ * remote delivery): its host name and a hash of its spool directory, made
+ * of [A-Za-z0-9._:-] only. Set by spool_init. */
+const char *spool_node(void);
+/* The SQL condition "this message is in our spool" for queue_messages
+ * under the alias m (rows from before the column are everyone's). */
+const char *spool_mine_sql(void);
 
 /* A message being received: a private file opened now. */
 struct spool_msg *spool_msg_new(char *err, size_t errlen);

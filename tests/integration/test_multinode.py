@@ -139,6 +139,30 @@ def test_second_node_sees_changes_made_on_the_first(fresh_state, tmp_path, share
         assert data == [b"1 (UID %d)" % uid]
         ma.logout()
         mb.logout()
+
+        # With both spool services running, mail accepted on either node is
+        # delivered by that node alone (its spool holds the file): at once,
+        # exactly once, and neither node ever takes the other's.
+        subjects = []
+        for host in ("127.0.0.1", "127.0.0.2"):
+            with smtplib.SMTP(host, a.port(2525), timeout=15) as s:   # B: the same ports
+                for i in range(5):
+                    subj = "both nodes %s %d" % (host, i)
+                    subjects.append(subj)
+                    s.sendmail("someone@example.org", ["alice@demo.test"],
+                               ("From: someone@example.org\r\nSubject: %s\r\n\r\nx\r\n" % subj).encode())
+        assert wait_until(lambda: a.sql("SELECT COUNT(*) FROM queue_messages") == [["0"]], timeout=30), \
+            (a.sql("SELECT m.qid, m.spool, r.state, r.attempts, r.last_error, r.next_attempt, NOW() FROM queue_messages m JOIN queue_recipients r ON r.message_id = m.id"), a.log_text()[-2500:], b.log_text()[-2500:])
+        files = [f for (f,) in a.sql(q)]
+        got = []
+        for f in files:
+            m = re.search(rb"^Subject: (both nodes [^\r]*)\r$", open(os.path.join(shared_root, f), "rb").read(),
+                          re.M)
+            if m:
+                got.append(m.group(1).decode())
+        assert sorted(got) == sorted(subjects)
+        for node in (a, b):
+            assert "deferred" not in node.log_text() and "message file is missing" not in node.log_text()
         assert b.stop() == 0
         b = None
     finally:
