@@ -299,6 +299,29 @@ host_answer(void *arg, int status, int timeouts, struct ares_addrinfo *ai)
 		q->status = ARES_ENODATA;
 }
 
+/* c-ares 1.18 sends an IPv4 literal to the name servers when asked for
+ * AF_UNSPEC: literals are ours to handle. */
+static bool
+literal(const char *host, unsigned port, struct resolve_addrs *out)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)&out->addr[0];
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->addr[0];
+
+	memset(&out->addr[0], 0, sizeof(out->addr[0]));
+	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		out->len[0] = sizeof(*sin);
+	} else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		out->len[0] = sizeof(*sin6);
+	} else
+		return false;
+	out->n = 1;
+	return true;
+}
+
 int
 resolve_host(struct resolve *r, const char *host, unsigned port, int cancel_fd,
     struct resolve_addrs *out, char *err, size_t errlen)
@@ -314,6 +337,8 @@ resolve_host(struct resolve *r, const char *host, unsigned port, int cancel_fd,
 		snprintf(err, errlen, "invalid port");
 		return -1;
 	}
+	if (literal(host, port, out))
+		return 0;
 	snprintf(portstr, sizeof(portstr), "%u", port);
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
