@@ -109,20 +109,22 @@ run(struct resolve *r, int cancel_fd, const bool *done, char *err, size_t errlen
 		struct pollfd pfd[ARES_GETSOCK_MAXNUM + 1];
 		struct timeval max, tv, *tvp;
 		int64_t left = deadline - now_ms(), ms;
-		int bits, i, n = 0, c = -1, pr;
+		unsigned bits;
+		int i, n = 0, c = -1, pr;
 
 		if (left <= 0) {
 			ares_cancel(r->channel);
 			snprintf(err, errlen, "no answer within %u seconds", r->timeout_s);
 			return -1;
 		}
-		bits = ares_getsock(r->channel, socks, ARES_GETSOCK_MAXNUM);
+		/* ARES_GETSOCK_WRITABLE shifts a signed 1 into the sign bit. */
+		bits = (unsigned)ares_getsock(r->channel, socks, ARES_GETSOCK_MAXNUM);
 		for (i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
 			short ev = 0;
 
-			if (ARES_GETSOCK_READABLE(bits, i))
+			if (bits & (1u << i))
 				ev |= POLLIN;
-			if (ARES_GETSOCK_WRITABLE(bits, i))
+			if (bits & (1u << (i + ARES_GETSOCK_MAXNUM)))
 				ev |= POLLOUT;
 			if (ev != 0) {
 				pfd[n].fd = socks[i];
