@@ -82,6 +82,10 @@ usage(void)
 	    "                     2 of them talk to one destination at a time\n"
 	    "  --route D=H:P      hand mail for domain D to H:P instead of its MX hosts or the\n"
 	    "                     relay host (repeatable, up to 16)\n"
+	    "  --dns-server A:P   ask this name server (an IP, [IPv6], port 53 by default)\n"
+	    "                     instead of resolv.conf's (repeatable, up to 4)\n"
+	    "  --dns-timeout S    bound on one MX or address lookup, all tries (default 30)\n"
+	    "  --mx-port N        port of MX hosts and of domains without MX (default 25)\n"
 	    "  --log-level L      error, warn, info or debug (default info)\n"
 	    "  --settings-markdown  print the service settings reference and exit\n");
 	exit(2);
@@ -163,11 +167,14 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "delay-warning", required_argument, NULL, 'W' },
 		{ "remote-workers", required_argument, NULL, 'w' },
 		{ "route", required_argument, NULL, 'X' },
+		{ "dns-server", required_argument, NULL, 'N' },
+		{ "dns-timeout", required_argument, NULL, 'O' },
+		{ "mx-port", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct buf doc;
-	char *end;
+	char *end, why[128];
 	long v;
 	int ch;
 
@@ -183,6 +190,8 @@ parse_options(int argc, char **argv, struct options *o)
 	o->remote.delay_warning = 4 * 3600;
 	o->remote.workers = 4;
 	o->remote.per_dest = 2;
+	o->remote.mx_port = 25;
+	o->remote.dns.timeout_s = RESOLVE_TIMEOUT_DEFAULT;
 	if (getenv("MAILNODE_RELAY_HOST"))
 		set_relay(o, getenv("MAILNODE_RELAY_HOST"));
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -195,6 +204,25 @@ parse_options(int argc, char **argv, struct options *o)
 		case 'S': o->syslog = false; break;
 		case 'R': set_relay(o, optarg); break;
 		case 'X': add_route(o, optarg); break;
+		case 'N':
+			if (resolve_add_server(&o->remote.dns, optarg, why, sizeof(why)) == -1) {
+				fprintf(stderr, "mailnoded: --dns-server '%s': %s\n", optarg, why);
+				usage();
+			}
+			break;
+		case 'O':
+		case 'P':
+			v = strtol(optarg, &end, 10);
+			if (*end != '\0' || v < 1 || v > (ch == 'O' ? 3600 : 65535)) {
+				fprintf(stderr, "mailnoded: bad %s '%s'\n", ch == 'O' ?
+				    "number of seconds" : "port", optarg);
+				usage();
+			}
+			if (ch == 'O')
+				o->remote.dns.timeout_s = (unsigned)v;
+			else
+				o->remote.mx_port = (unsigned)v;
+			break;
 		case 'W':
 			v = strtol(optarg, &end, 10);
 			if (*end != '\0' || v < 0 || v > 100 * 86400) {

@@ -5,16 +5,12 @@
  * created, which also ends the lease. */
 #include "remote.h"
 
-#include <arpa/nameser.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <pthread.h>
-#include <resolv.h>
 #include <signal.h>
 #include <strings.h>
 #include <stdio.h>
@@ -26,13 +22,13 @@
 #include "bounce.h"
 #include "buf.h"
 #include "log.h"
+#include "resolve.h"
 #include "smtp_client.h"
 #include "smtp_parse.h"
 #include "spool.h"
 #include "tenant_stats.h"
 
 #define REMOTE_BATCH	200
-#define MX_MAX		10
 #define REMOTE_POLL_MS	5000
 /* Longer than any hand-over can take (connects to every MX address, then
  * 300 s per command and 600 s for the data at most): a node that died
@@ -52,11 +48,6 @@ struct due {
 	char		 tenant[64];	/* whose mail: counted when sent */
 	unsigned	 notify;
 	bool		 ret_hdrs, smtputf8, warned;
-};
-
-struct mx {
-	char		 host[NS_MAXDNAME];
-	unsigned	 pref;
 };
 
 struct worker {
@@ -98,71 +89,6 @@ remote_init(const struct remote_conf *c, const char *spool_msg_dir, const char *
 	snprintf(node_id, sizeof(node_id), "%s", id);
 	if (gethostname(helo, sizeof(helo) - 1) == -1)
 		snprintf(helo, sizeof(helo), "localhost");
-}
-
-static int
-cmp_mx(const void *a, const void *b)
-{
-	const struct mx *x = a, *y = b;
-
-	return x->pref < y->pref ? -1 : x->pref > y->pref;
-}
-
-/* MX hosts by preference; the domain itself when it has none (RFC 5321
- * 5.1). Returns the count, 0 when the domain says it takes no mail (null MX,
- * RFC 7505) or does not exist, -1 on a temporary DNS failure. */
-static int
-resolve_mx(const char *domain, struct mx *out, size_t max, bool *permanent)
-{
-	unsigned char answer[NS_PACKETSZ * 8];
-	struct __res_state rs;
-	ns_msg msg;
-	ns_rr rr;
-	int len, i, n = 0;
-
-	*permanent = false;
-	memset(&rs, 0, sizeof(rs));
-	if (res_ninit(&rs) != 0)
-		return -1;
-	len = res_nquery(&rs, domain, ns_c_in, ns_t_mx, answer, sizeof(answer));
-	if (len < 0) {
-		int herr = rs.res_h_errno;
-
-		res_nclose(&rs);
-		if (herr == HOST_NOT_FOUND) {
-			*permanent = true;
-			return 0;
-		}
-		if (herr == NO_DATA) {
-			/* No MX: the domain itself is the host. */
-			snprintf(out[0].host, sizeof(out[0].host), "%s", domain);
-			out[0].pref = 0;
-			return 1;
-		}
-		return -1;
-	}
-	res_nclose(&rs);
-	if (ns_initparse(answer, len, &msg) == -1)
-		return -1;
-	for (i = 0; i < ns_msg_count(msg, ns_s_an) && (size_t)n < max; i++) {
-		const unsigned char *rd;
-
-		if (ns_parserr(&msg, ns_s_an, i, &rr) == -1 || ns_rr_type(rr) != ns_t_mx ||
-		    ns_rr_rdlen(rr) < 3)
-			continue;
-		rd = ns_rr_rdata(rr);
-		out[n].pref = ns_get16(rd);
-		if (ns_name_uncompress(ns_msg_base(msg), ns_msg_end(msg), rd + 2, out[n].host,
-		    sizeof(out[n].host)) < 0)
-			continue;
-		n++;
-	}
-	if (n == 1 && (out[0].host[0] == '\0' || strcmp(out[0].host, ".") == 0)) {
-		*permanent = true;	/* null MX */
-		return 0;
-	}
-	qsort(out, (size_t)n, sizeof(*out), cmp_mx);
-	return n;
 }
 
 static int
@@ -685,15 +611,15 @@ outcomes(MYSQL *m, struct due *g, size_t n, const int *codes, char (*texts)[300]
  * nothing: the lease is released and the next try starts over (the
  * message may then arrive twice, never not at all). */
 static void
-deliver_group(MYSQL *m, struct worker *w, struct due *g, size_t n)
+deliver_group(MYSQL *m, struct resolve *dns, struct worker *w, struct due *g, size_t n)
 {
 	struct smtp_client_rcpt rc[REMOTE_BATCH];
 	struct smtp_client_msg msg;
 	struct smtp_client_timeouts to = { 30, conf.timeout, conf.timeout };
 	const struct remote_route *route = route_for(g[0].domain);
-	struct mx hosts[MX_MAX];
+	struct resolve_mx hosts[RESOLVE_MX_MAX];
 	int codes[REMOTE_BATCH], nhosts, i, fd = -1, via = 0;
-	unsigned port = 25;
+	unsigned port = conf.mx_port;
 	char (*texts)[300] = calloc(n, sizeof(*texts));
 	char path[PATH_MAX + 64], err[256] = "", tls[64] = "";
 	bool permanent = false, done = false, dsn = false;
@@ -712,7 +638,8 @@ deliver_group(MYSQL *m, struct worker *w, struct due *g, size_t n)
 		port = conf.relay_port;
 		nhosts = 1;
 	} else
-		nhosts = resolve_mx(g[0].domain, hosts, MX_MAX, &permanent);
+		nhosts = resolve_mx(dns, g[0].domain, rp.cancel[0], hosts, RESOLVE_MX_MAX, &permanent,
+		    err, sizeof(err));
 	memset(rc, 0, sizeof(rc));
 	for (k = 0; k < n; k++) {
 		rc[k].address = g[k].address;
@@ -720,8 +647,13 @@ deliver_group(MYSQL *m, struct worker *w, struct due *g, size_t n)
 		rc[k].orcpt = g[k].orcpt;
 	}
 	if (nhosts <= 0) {
-		snprintf(err, sizeof(err), nhosts == 0 ? "domain %.200s takes no mail (no such domain or "
-		    "null MX)" : "DNS lookup of %.200s failed", g[0].domain);
+		char why[sizeof(err)];
+
+		memcpy(why, err, sizeof(why));
+		if (nhosts == 0)
+			snprintf(err, sizeof(err), "domain %.180s takes no mail (%.40s)", g[0].domain, why);
+		else
+			snprintf(err, sizeof(err), "DNS lookup of MX %.180s failed: %.40s", g[0].domain, why);
 		permanent = nhosts == 0 && permanent;
 	} else {
 		snprintf(path, sizeof(path), "%s/%s", msg_dir, g[0].qid);
@@ -740,6 +672,7 @@ deliver_group(MYSQL *m, struct worker *w, struct due *g, size_t n)
 		msg.rcpts = rc;
 		msg.nrcpts = n;
 		msg.cancel_fd = &rp.cancel[0];
+		msg.resolver = dns;
 		if (lseek(fd, 0, SEEK_SET) == -1)
 			break;
 		permanent = false;
@@ -793,6 +726,7 @@ worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct due *batch = calloc(REMOTE_BATCH, sizeof(*batch));
+	struct resolve *dns = NULL;	/* c-ares channels are not shared between threads */
 	MYSQL *m = NULL;
 	char err[512];
 	bool idle = false, cleared = false;
@@ -829,6 +763,10 @@ worker_main(void *arg)
 			log_warn("remote worker %u: database unavailable: %s", w->idx, err);
 			continue;
 		}
+		if (dns == NULL && (dns = resolve_new(&conf.dns, err, sizeof(err))) == NULL) {
+			log_warn("remote worker %u: no resolver: %s", w->idx, err);
+			continue;
+		}
 		if (!cleared) {
 			clear_stale_leases(m);
 			cleared = true;
@@ -836,12 +774,13 @@ worker_main(void *arg)
 		if ((n = claim(m, w, batch, REMOTE_BATCH)) == 0)
 			continue;
 		idle = false;
-		deliver_group(m, w, batch, n);
+		deliver_group(m, dns, w, batch, n);
 		release_slot(w);
 		if (rp.done != NULL)
 			rp.done();
 	}
 	free(batch);
+	resolve_free(dns);
 	if (m)
 		mysql_close(m);
 	mysql_thread_end();

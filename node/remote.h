@@ -7,8 +7,9 @@
  * the way. A worker claims its recipients with a lease in their rows, so
  * two workers (or two nodes on one database) never hand over the same
  * recipient at once, and at most per_dest workers talk to one destination.
- * DNS (res_nquery, getaddrinfo) blocks, on these threads only: the pool is
- * what keeps a slow resolver or a black-holed MX from holding up the rest. */
+ * DNS goes through resolve.c (c-ares), one channel per worker, each lookup
+ * bounded and ended at once by a stop; the pool is what keeps a slow
+ * resolver or a black-holed MX from holding up the rest. */
 #ifndef MAILNODE_REMOTE_H
 #define MAILNODE_REMOTE_H
 
@@ -18,6 +19,7 @@
 #include <mysql.h>
 
 #include "db.h"
+#include "resolve.h"
 
 #define REMOTE_ROUTES_MAX	16
 #define REMOTE_WORKERS_MAX	64
@@ -32,6 +34,8 @@ struct remote_route {
 struct remote_conf {
 	char		 relay_host[256];	/* "" for MX lookups */
 	unsigned	 relay_port;
+	unsigned	 mx_port;		/* where MX hosts (and the domain without MX) listen: 25 */
+	struct resolve_conf dns;		/* name servers, lookup bound */
 	unsigned	 lifetime;		/* seconds a message may wait before it bounces */
 	unsigned	 retry_min;		/* first retry delay, doubled per attempt */
 	unsigned	 retry_max;

@@ -2,9 +2,10 @@
  * per call, to one host (an MX or a relay), with opportunistic or verified
  * STARTTLS (RFC 3207), SIZE, 8BITMIME, SMTPUTF8 and DSN parameters.
  *
- * It runs on the queue runner's own thread, so it blocks; every wait is a
- * poll() with a deadline on a non-blocking socket, which gives exact
- * timeouts for plain and TLS connections alike. One command, one reply: no
+ * It runs on a remote worker's own thread, so it blocks; every wait is a
+ * poll() with a deadline on a non-blocking socket (the name lookup too,
+ * in resolve.c), which gives exact timeouts for plain and TLS connections
+ * alike. One command, one reply: no
  * pipelining, which keeps error handling per recipient simple.
  *
  * Replies are bounded (a line, a whole multi-line reply); anything that does
@@ -27,6 +28,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "resolve.h"
 #include "smtp_parse.h"
 #include "tls.h"
 
@@ -478,24 +480,23 @@ set_result(struct smtp_client_rcpt *r, const struct reply *rp)
 }
 
 static int
-connect_one(struct sc *s, const struct addrinfo *ai)
+connect_one(struct sc *s, const struct sockaddr *sa, socklen_t salen)
 {
 	char addr[256], port[16];
 	socklen_t sl = sizeof(int);
 	int soerr = 0;
 
-	if (getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof(addr), port,
+	if (getnameinfo(sa, salen, addr, sizeof(addr), port,
 	    sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV) == 0)
 		snprintf(s->peer, sizeof(s->peer), "[%s]:%s", addr, port);
 	s->phase = "connect";
 	s->broken = false;
-	s->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    ai->ai_protocol);
+	s->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s->fd == -1) {
 		seterr(s, "socket: %s", strerror(errno));
 		return -1;
 	}
-	if (connect(s->fd, ai->ai_addr, ai->ai_addrlen) == -1) {
+	if (connect(s->fd, sa, salen) == -1) {
 		/* EINTR: the connect goes on in the background, like EINPROGRESS. */
 		if (errno != EINPROGRESS && errno != EINTR) {
 			seterr(s, "%s", strerror(errno));
@@ -550,16 +551,18 @@ close_session(struct sc *s)
 
 /* Connect to the first address that greets with 2xx. */
 static int
-open_session(struct sc *s, const struct addrinfo *res, bool *permanent)
+open_session(struct sc *s, const struct resolve_addrs *res, bool *permanent)
 {
-	const struct addrinfo *ai;
 	struct reply rp;
+	size_t i;
 
-	for (ai = res; ai != NULL; ai = ai->ai_next) {
+	for (i = 0; i < res->n; i++) {
+		bool last = i + 1 == res->n;
+
 		*permanent = false;
 		/* The last address's failure is the caller's to log. */
-		if (connect_one(s, ai) == -1) {
-			if (ai->ai_next != NULL)
+		if (connect_one(s, (const struct sockaddr *)&res->addr[i], res->len[i]) == -1) {
+			if (!last)
 				log_info("smtp_client: %s", s->err);
 			continue;
 		}
@@ -570,7 +573,7 @@ open_session(struct sc *s, const struct addrinfo *res, bool *permanent)
 			reply_err(s, &rp);
 			*permanent = rp.code / 100 == 5;
 		}
-		if (ai->ai_next != NULL)
+		if (!last)
 			log_info("smtp_client: %s", s->err);
 		close_session(s);
 	}
@@ -907,7 +910,7 @@ fail:
 
 /* One session: connect, greet, STARTTLS, the transaction, QUIT. */
 static int
-attempt(struct sc *s, const struct addrinfo *res, struct smtp_client_msg *m,
+attempt(struct sc *s, const struct resolve_addrs *res, struct smtp_client_msg *m,
     const char *cafile, bool use_tls, bool *permanent, bool *tls_failed,
     char *tls_desc, size_t tls_desc_len)
 {
@@ -958,11 +961,12 @@ smtp_client_send(const char *host, unsigned port, const char *cafile,
     const struct smtp_client_timeouts *to, struct smtp_client_msg *m, bool *permanent,
     char *tls_desc, size_t tls_desc_len, char *err, size_t errlen)
 {
-	struct addrinfo hints, *res = NULL;
-	char name[SMTP_DOMAIN_MAX + 1], portstr[16];
+	struct resolve_addrs *res = NULL;
+	struct resolve *own = NULL, *rv;
+	char name[SMTP_DOMAIN_MAX + 1], why[300];
 	bool tls_failed = false;
 	size_t i, ok = 0, later = 0, failed = 0;
-	int rc = SMTPC_TEMPFAIL, g;
+	int rc = SMTPC_TEMPFAIL;
 	struct sc s;
 
 	*permanent = false;
@@ -1006,14 +1010,17 @@ smtp_client_send(const char *host, unsigned port, const char *cafile,
 		goto fail;
 	}
 	s.host = name;
-	snprintf(portstr, sizeof(portstr), "%u", port);
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
 	s.phase = "resolve";
-	if ((g = getaddrinfo(name, portstr, &hints, &res)) != 0) {
-		res = NULL;
-		seterr(&s, "%s", g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
+	if ((res = malloc(sizeof(*res))) == NULL) {
+		seterr(&s, "out of memory");
+		goto fail;
+	}
+	if ((rv = m->resolver) == NULL && (rv = own = resolve_new(NULL, why, sizeof(why))) == NULL) {
+		seterr(&s, "%s", why);
+		goto fail;
+	}
+	if (resolve_host(rv, name, port, s.cancel_fd, res, why, sizeof(why)) == -1) {
+		seterr(&s, "%s", why);
 		goto fail;
 	}
 	rc = attempt(&s, res, m, cafile, true, permanent, &tls_failed, tls_desc,
@@ -1046,8 +1053,8 @@ fail:
 		log_info("smtp_client: %s tls=%s: %zu delivered, %zu deferred, %zu failed",
 		    s.peer, tls_desc_len > 0 ? tls_desc : "?", ok, later, failed);
 	}
-	if (res != NULL)
-		freeaddrinfo(res);
+	free(res);
+	resolve_free(own);
 	buf_free(&s.in);
 	buf_free(&s.out);
 	return rc;

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct resolve;
+
 struct smtp_client_rcpt {
 	const char	*address;	/* forward-path without brackets */
 	unsigned	 notify;	/* DSN NOTIFY bits as in smtp_parse.h (SMTP_NOTIFY_*), 0: none */
@@ -29,6 +31,7 @@ struct smtp_client_msg {
 	const char	*return_path_prefix;	/* NULL, or a header block to send before the file (ours) */
 	const int	*cancel_fd;	/* NULL, or an fd that turns readable when the node stops:
 					 * every wait then ends at once with a temporary failure */
+	struct resolve	*resolver;	/* the caller thread's DNS channel; NULL: one for this call */
 	struct smtp_client_rcpt *rcpts;
 	size_t		 nrcpts;
 	/* result */
@@ -44,7 +47,7 @@ enum smtp_client_result { SMTPC_DONE = 0, SMTPC_TEMPFAIL = -1 };
 struct smtp_client_timeouts { unsigned connect_s, command_s, data_s; };
 
 /* Connect to host:port (a name, an IP literal, or "[IP]"/"[IPv6:IP]"; each
- * address getaddrinfo gives is tried until one greets with 2xx), EHLO (HELO
+ * address resolve_host gives is tried until one greets with 2xx), EHLO (HELO
  * when EHLO is refused with 5xx), STARTTLS when offered, MAIL FROM with
  * SIZE/BODY=8BITMIME/SMTPUTF8/RET/ENVID as offered and set, RCPT TO each
  * (NOTIFY/ORCPT when DSN is offered), DATA with dot-stuffing, QUIT.
