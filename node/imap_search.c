@@ -408,6 +408,16 @@ imap_search_has_modseq(const struct imap_search *k)
 	return imap_search_has_modseq(k->a) || imap_search_has_modseq(k->b);
 }
 
+/* A decimal field of a date: its value, or -1 when it is not in 0..max
+ * (a long run of digits must not wrap into a plausible int). */
+static int
+date_field(const char *p, char **end, long max)
+{
+	long v = strtol(p, end, 10);
+
+	return *end == p || v < 0 || v > max ? -1 : (int)v;
+}
+
 /* RFC 5322 dates: [day-of-week ","] day month year hour ":" min [":" sec] zone. */
 int
 imap_rfc5322_date(const char *s, time_t *instant, time_t *day)
@@ -419,14 +429,14 @@ imap_rfc5322_date(const char *s, time_t *instant, time_t *day)
 	const char *p = s, *comma = strchr(s, ',');
 	char *end;
 	time_t days;
-	char dstr[16];
+	char dstr[40];
 
 	if (comma)
 		p = comma + 1;
 	while (*p == ' ' || *p == '\t')
 		p++;
-	dd = (int)strtol(p, &end, 10);
-	if (end == p || dd < 1 || dd > 31)
+	dd = date_field(p, &end, 31);
+	if (dd < 1)
 		return -1;
 	p = end;
 	while (*p == ' ')
@@ -442,21 +452,20 @@ imap_rfc5322_date(const char *s, time_t *instant, time_t *day)
 	if (mon < 0)
 		return -1;
 	p += 3;
-	yy = (int)strtol(p, &end, 10);
-	if (end == p)
+	if ((yy = date_field(p, &end, 9999)) < 0)
 		return -1;
 	if (end - p <= 2)
 		yy += yy < 50 ? 2000 : 1900;
 	else if (end - p == 3)
 		yy += 1900;
 	p = end;
-	hh = (int)strtol(p, &end, 10);
+	hh = date_field(p, &end, 99);
 	if (end != p && *end == ':') {
 		p = end + 1;
-		mi = (int)strtol(p, &end, 10);
+		mi = date_field(p, &end, 99);
 		p = end;
 		if (*p == ':') {
-			ss = (int)strtol(p + 1, &end, 10);
+			ss = date_field(p + 1, &end, 99);
 			p = end;
 		}
 		while (*p == ' ')
@@ -469,7 +478,7 @@ imap_rfc5322_date(const char *s, time_t *instant, time_t *day)
 		}
 	} else
 		hh = 0;
-	if (yy < 1000 || yy > 9999 || hh > 23 || mi > 59 || ss > 60)
+	if (yy < 1000 || yy > 9999 || hh < 0 || hh > 23 || mi < 0 || mi > 59 || ss < 0 || ss > 60)
 		return -1;
 	snprintf(dstr, sizeof(dstr), "%d-%.3s-%04d", dd, months[mon], yy);
 	if (imap_parse_date(dstr, strlen(dstr), &days) == -1)

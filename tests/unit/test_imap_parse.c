@@ -322,6 +322,12 @@ test_headers(void **state)
 	assert_int_equal(day, 1793577600);			/* 2-Nov-2026 */
 	assert_int_equal(inst, 1793577600 + 86400 + 5400);	/* 3-Nov 01:30 UTC */
 	assert_int_equal(imap_rfc5322_date("garbage", &inst, &day), -1);
+	/* Digit runs that do not fit an int are refused, not wrapped (found
+	 * by fuzz_imap_parse: a minute field of 20444444420). */
+	assert_int_equal(imap_rfc5322_date("Mon, 2 Nov 2026 23:20444444420 -0200", &inst, &day), -1);
+	assert_int_equal(imap_rfc5322_date("4294967297 Nov 2026 10:00 +0000", &inst, &day), -1);
+	assert_int_equal(imap_rfc5322_date("2 Nov 4294969322 10:00 +0000", &inst, &day), -1);
+	assert_int_equal(imap_rfc5322_date("2 Nov 2026 -5:00 +0000", &inst, &day), -1);
 }
 
 int
