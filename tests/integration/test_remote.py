@@ -427,7 +427,9 @@ def test_queue_retry_tries_a_deferred_message_now(holes):
     time.sleep(2)
     assert sink.tries["later@fine.example"] == 1, "the next try is 300 s away"
     n.ctl("queue", "retry", qid)
-    assert wait_until(lambda: sink.tries["later@fine.example"] == 2, timeout=20)
+    assert wait_until(lambda: sink.tries["later@fine.example"] == 2, timeout=20), (
+        sink.tries, n.sql("SELECT state, attempts, next_attempt, NOW(), lease_owner, lease_until, "
+                          "last_error FROM queue_recipients"), n.log_text()[-3000:])
 
 
 def test_stopping_the_node_does_not_wait_for_the_black_hole(holes):
