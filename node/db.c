@@ -237,11 +237,26 @@ db_job_complete(void *arg)
 	free(j);
 }
 
+/* A connection is pinged before a job only when it sat idle this long or
+ * its last job met a connection error: a ping before every job would be
+ * one more round trip to the server for each of them. */
+#define DB_IDLE_PING_MS	1000
+
+static bool
+connection_error(MYSQL *m)
+{
+	unsigned e = mysql_errno(m);
+
+	return e >= 2000 && e < 3000;	/* CR_*: the client's side, e.g. server gone */
+}
+
 static void *
 db_worker(void *unused)
 {
 	MYSQL *m = NULL;
 	char err[512];
+	uint64_t last_used = 0;
+	bool suspect = false;
 
 	(void)unused;
 	mysql_thread_init();
@@ -261,7 +276,8 @@ db_worker(void *unused)
 			pool.tail = NULL;
 		pthread_mutex_unlock(&pool.lock);
 
-		if (m != NULL && mysql_ping(m) != 0) {
+		if (m != NULL && (suspect || loop_now_ms() - last_used > DB_IDLE_PING_MS) &&
+		    mysql_ping(m) != 0) {
 			mysql_close(m);
 			m = NULL;
 		}
@@ -273,6 +289,8 @@ db_worker(void *unused)
 			if (!atomic_exchange(&pool.up, true))
 				log_info("database available");
 			j->result = j->fn(m, j->arg);
+			suspect = connection_error(m);
+			last_used = loop_now_ms();
 		}
 		if (j->origin == NULL || loop_post(j->origin, db_job_complete, j) == -1)
 			db_job_complete(j);

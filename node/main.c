@@ -48,6 +48,7 @@ struct options {
 	bool		 dev;
 	unsigned	 port_offset;
 	unsigned	 loops;
+	unsigned	 db_workers;
 	enum log_level	 log_level;
 	bool		 syslog;
 	struct remote_conf remote;
@@ -72,6 +73,8 @@ usage(void)
 	    "  --database DSN     external MariaDB, mysql://user:pass@host:port/db;\n"
 	    "                     also from $MAILNODE_DATABASE; default: embedded server\n"
 	    "  --loops N          event loops (default: one per core)\n"
+	    "  --db-workers N     threads running the sessions' database work, each with its\n"
+	    "                     own connection (default 8, at most 64)\n"
 	    "  --relay-host H:P   hand all remote mail to this smarthost (also $MAILNODE_RELAY_HOST)\n"
 	    "                     instead of the recipient domains' MX hosts\n"
 	    "  --queue-lifetime S seconds a message may wait before it bounces (default 5 days)\n"
@@ -158,6 +161,7 @@ parse_options(int argc, char **argv, struct options *o)
 		{ "dev", no_argument, NULL, 'D' },
 		{ "port-offset", required_argument, NULL, 'p' },
 		{ "loops", required_argument, NULL, 'l' },
+		{ "db-workers", required_argument, NULL, 'j' },
 		{ "log-level", required_argument, NULL, 'L' },
 		{ "no-syslog", no_argument, NULL, 'S' },
 		{ "settings-markdown", no_argument, NULL, 'M' },
@@ -188,6 +192,7 @@ parse_options(int argc, char **argv, struct options *o)
 	o->remote.retry_max = 4 * 3600;
 	o->remote.timeout = 300;
 	o->remote.delay_warning = 4 * 3600;
+	o->db_workers = 8;
 	o->remote.workers = 4;
 	o->remote.per_dest = 2;
 	o->remote.mx_port = 25;
@@ -230,6 +235,14 @@ parse_options(int argc, char **argv, struct options *o)
 				usage();
 			}
 			o->remote.delay_warning = (unsigned)v;
+			break;
+		case 'j':
+			v = strtol(optarg, &end, 10);
+			if (*end != '\0' || v < 1 || v > 64) {
+				fprintf(stderr, "mailnoded: database workers must be 1 to 64\n");
+				usage();
+			}
+			o->db_workers = (unsigned)v;
 			break;
 		case 'w':
 			v = strtol(optarg, &end, 10);
@@ -498,7 +511,9 @@ main(int argc, char **argv)
 	service_set_handler("pop3s", &pop3_service);
 	if (prepare_database(&conf, o.schema_dir, err, sizeof(err)) == -1)
 		goto fail;
-	if (db_pool_start(&conf, 2) == -1) {
+	/* Jobs wait on the server (round trips, commits) and hash passwords:
+	 * more threads than cores keep the loops' work moving. */
+	if (db_pool_start(&conf, o.db_workers) == -1) {
 		snprintf(err, sizeof(err), "cannot start the database workers");
 		goto fail;
 	}

@@ -16,6 +16,8 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -496,6 +498,8 @@ connect_one(struct sc *s, const struct sockaddr *sa, socklen_t salen)
 		seterr(s, "socket: %s", strerror(errno));
 		return -1;
 	}
+	/* Commands and the data's last piece go out whole: no Nagle wait. */
+	(void)setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 	if (connect(s->fd, sa, salen) == -1) {
 		/* EINTR: the connect goes on in the background, like EINPROGRESS. */
 		if (errno != EINPROGRESS && errno != EINTR) {
