@@ -23,6 +23,7 @@
 #include "bounce.h"
 #include "imap_search.h"
 #include "log.h"
+#include "utf8.h"
 
 #define ADDR_MAX	320		/* RFC 5321 path limits, roughly */
 #define MAX_ALIASES	1000
@@ -373,40 +374,14 @@ autoreply_original_free(struct autoreply_original *o)
 static int
 base64(struct buf *out, const unsigned char *p, size_t n)
 {
-	static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t i;
+	gnutls_datum_t in = { (unsigned char *)p, (unsigned)n }, res = { NULL, 0 };
+	int rc;
 
-	for (i = 0; i + 2 < n; i += 3) {
-		char q[4] = { t[p[i] >> 2], t[((p[i] & 3) << 4) | (p[i + 1] >> 4)],
-		    t[((p[i + 1] & 15) << 2) | (p[i + 2] >> 6)], t[p[i + 2] & 63] };
-
-		if (buf_append(out, q, 4) == -1)
-			return -1;
-	}
-	if (n - i == 1) {
-		char q[4] = { t[p[i] >> 2], t[(p[i] & 3) << 4], '=', '=' };
-
-		return buf_append(out, q, 4);
-	}
-	if (n - i == 2) {
-		char q[4] = { t[p[i] >> 2], t[((p[i] & 3) << 4) | (p[i + 1] >> 4)],
-		    t[(p[i + 1] & 15) << 2], '=' };
-
-		return buf_append(out, q, 4);
-	}
-	return 0;
-}
-
-static size_t
-utf8_len(unsigned char c)
-{
-	if (c >= 0xf0 && c < 0xf8)
-		return 4;
-	if (c >= 0xe0)
-		return c < 0xf0 ? 3 : 1;
-	if (c >= 0xc0)
-		return 2;
-	return 1;
+	if (gnutls_base64_encode2(&in, &res) != 0)
+		return -1;
+	rc = buf_append(out, res.data, res.size);
+	gnutls_free(res.data);
+	return rc;
 }
 
 /* The subject as header text: as is when it is short printable ASCII,
@@ -438,10 +413,10 @@ put_subject(struct buf *out, const char *subject)
 	for (start = 0; start < n; start += chunk) {
 		chunk = 0;
 		while (start + chunk < n) {
-			size_t l = utf8_len(s[start + chunk]);
+			size_t l = utf8_seq(s + start + chunk, n - start - chunk);
 
-			if (start + chunk + l > n)
-				l = n - start - chunk;
+			if (l == 0)
+				l = 1;	/* not UTF-8: a byte at a time */
 			if (chunk + l > 45)
 				break;
 			chunk += l;

@@ -7,6 +7,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include <gnutls/gnutls.h>
+
+#include "utf8.h"
+
 enum cs { CS_UTF8, CS_ASCII, CS_LATIN1, CS_OTHER };
 
 static enum cs
@@ -40,22 +44,6 @@ hexval(unsigned char c)
 	return -1;
 }
 
-static int
-b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 /* Decoded bytes of the word's text into out (room for n bytes); their count or -1. */
 static long
 decode_q(const char *t, size_t n, unsigned char *out)
@@ -79,66 +67,21 @@ decode_q(const char *t, size_t n, unsigned char *out)
 	return (long)o;
 }
 
+/* Strict base64 (GnuTLS): padding as RFC 2045 has it, no stray bytes. */
 static long
 decode_b(const char *t, size_t n, unsigned char *out)
 {
-	uint32_t acc = 0;
-	size_t i, o = 0, bits = 0, pad = 0;
+	gnutls_datum_t in = { (unsigned char *)t, (unsigned)n }, res = { NULL, 0 };
+	long o = -1;
 
-	for (i = 0; i < n; i++) {
-		int v;
-
-		if (t[i] == '=') {
-			pad++;
-			continue;
-		}
-		if (pad > 0 || (v = b64val((unsigned char)t[i])) < 0)
-			return -1;
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (unsigned char)(acc >> bits);
-			acc &= (1u << bits) - 1;
-		}
+	if (n == 0)
+		return 0;
+	if (gnutls_base64_decode2(&in, &res) == 0 && res.size <= n) {
+		memcpy(out, res.data, res.size);
+		o = (long)res.size;
 	}
-	/* Left-over bits are padding; they must be zero and fit the '=' count. */
-	if (pad > 2 || acc != 0 || (pad > 0 && (n % 4) != 0))
-		return -1;
-	return (long)o;
-}
-
-/* Length of the valid UTF-8 sequence at p, 0 when invalid. */
-static size_t
-utf8_seq(const unsigned char *p, size_t n)
-{
-	size_t len, i;
-	uint32_t cp;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-		len = 2;
-		cp = p[0] & 0x1f;
-	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-		len = 3;
-		cp = p[0] & 0x0f;
-	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-		len = 4;
-		cp = p[0] & 0x07;
-	} else
-		return 0;
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	return len;
+	gnutls_free(res.data);
+	return o;
 }
 
 /* Can the decoded bytes of a word stand in for it? No controls (no NUL

@@ -8,10 +8,10 @@
  * msg/ whose row never committed. */
 #include "spool.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ctype.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -28,6 +28,7 @@
 #include "buf.h"
 #include "log.h"
 #include "loop.h"
+#include "utf8.h"
 
 #define QID_LEN		26
 #define TMPNAME_LEN	32		/* hex of 16 random bytes */
@@ -137,40 +138,6 @@ is_qid(const char *s)
 		if (s[i] == '\0' || strchr(crockford, s[i]) == NULL)
 			return false;
 	return s[QID_LEN] == '\0';
-}
-
-/* Length of the well-formed UTF-8 sequence at p, 0 if there is none. */
-static size_t
-utf8_seq(const unsigned char *p, size_t left)
-{
-	unsigned char c = p[0];
-	size_t n, i;
-	unsigned char lo = 0x80, hi = 0xbf;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		n = 2;
-	else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		if (c == 0xe0)
-			lo = 0xa0;
-		else if (c == 0xed)
-			hi = 0x9f;	/* no surrogates */
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		if (c == 0xf0)
-			lo = 0x90;
-		else if (c == 0xf4)
-			hi = 0x8f;
-	} else
-		return 0;
-	if (left < n || p[1] < lo || p[1] > hi)
-		return 0;
-	for (i = 2; i < n; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	return n;
 }
 
 /* Append s as a quoted SQL string. Invalid UTF-8 becomes '?' and the value
