@@ -8,7 +8,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define SR_BUCKETS	256
 
@@ -22,15 +21,6 @@ struct sr_entry {
 
 static pthread_mutex_t	 sr_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sr_entry	*sr_table[SR_BUCKETS];
-
-uint64_t
-sendrate_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static unsigned
 sr_hash(const char *s)

@@ -8,14 +8,12 @@
 #include <stdint.h>
 
 /* Would one more message of tenant fit count per per_s seconds at now_ms
- * (sendrate_now)? count 0 means no limit. */
+ * (loop_now_ms)? count 0 means no limit. */
 bool	 sendrate_allowed(const char *tenant, uint32_t count, uint32_t per_s, uint64_t now_ms);
 /* The same, and counts the message when it fits. */
 bool	 sendrate_take(const char *tenant, uint32_t count, uint32_t per_s, uint64_t now_ms);
 /* Gives back a message taken at taken_ms that was not accepted after all. */
 void	 sendrate_give_back(const char *tenant, uint64_t taken_ms);
-/* Milliseconds of a monotonic clock. */
-uint64_t sendrate_now(void);
 /* Forget everything (unit tests). */
 void	 sendrate_reset(void);
 

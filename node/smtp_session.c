@@ -499,7 +499,7 @@ after_sender(struct smtp_sess *s, struct smtp_job *j, int result)
 		return;
 	}
 	if (!sendrate_allowed(s->login_tenant_name, j->policy.rate_count, j->policy.rate_per,
-	    sendrate_now())) {
+	    loop_now_ms())) {
 		rate_refused(s, &j->policy);
 		return;
 	}
@@ -774,7 +774,7 @@ end_message(struct smtp_sess *s)
 	if (s->submission) {
 		/* Counted now, before the commit, so parallel sessions of one
 		 * tenant cannot all pass; given back if the spool fails. */
-		uint64_t now = sendrate_now();
+		uint64_t now = loop_now_ms();
 
 		if (!sendrate_take(s->login_tenant_name, s->policy.rate_count, s->policy.rate_per, now)) {
 			rate_refused(s, &s->policy);
