@@ -53,6 +53,7 @@ struct due {
 	char		 address[520], orcpt[270], envid[104];
 	unsigned	 notify;
 	bool		 ret_hdrs, warned;
+	bool		 autoreply;	/* the mailbox has one: worth autoreply's look */
 };
 
 static int fsync_dir(const char *);
@@ -365,7 +366,9 @@ deliver_one(MYSQL *m, const struct due *x, char *err, size_t errlen)
 	if (q(m, sql) == -1 || q(m, "COMMIT") == -1)
 		goto sqlfail;
 	cache_structure(m, folder, uid, rel);
-	autoreply_after_delivery(m, x->mailbox_id, x->sender, d.mail_root, rel);	/* autoreply branch */
+	/* Only mailboxes that have one: no query per delivery for the rest. */
+	if (x->autoreply)
+		autoreply_after_delivery(m, x->mailbox_id, x->sender, d.mail_root, rel);
 	return 0;
 sqlfail:
 	snprintf(err, errlen, "%s", mysql_error(m));
@@ -412,13 +415,14 @@ fetch_due(MYSQL *m, struct due *out, size_t max)
 {
 	MYSQL_RES *res;
 	MYSQL_ROW row;
-	char sql[900];
+	char sql[1400];
 	size_t n = 0;
 
 	snprintf(sql, sizeof(sql), "SELECT r.id, m.id, r.mailbox_id, m.size, m.qid, m.sender, "
 	    "r.attempts, TIMESTAMPDIFF(SECOND, m.received_at, NOW()), r.address, r.orcpt, r.notify, "
-	    "r.warned, m.envid, m.ret_hdrs "
+	    "r.warned, m.envid, m.ret_hdrs, JSON_EXTRACT(x.spec, '$.autoreply') IS NOT NULL "
 	    "FROM queue_recipients r JOIN queue_messages m ON m.id = r.message_id "
+	    "LEFT JOIN mailboxes x ON x.id = r.mailbox_id "
 	    "WHERE r.state IN ('queued', 'deferred') AND r.mailbox_id IS NOT NULL AND m.held = FALSE "
 	    "AND r.next_attempt <= NOW() AND %s ORDER BY r.id LIMIT %zu", spool_mine_sql(), max);
 	if (q(m, sql) == -1 || (res = mysql_store_result(m)) == NULL)
@@ -441,6 +445,7 @@ fetch_due(MYSQL *m, struct due *out, size_t max)
 		x->warned = strcmp(row[11], "1") == 0;
 		snprintf(x->envid, sizeof(x->envid), "%s", row[12]);
 		x->ret_hdrs = strcmp(row[13], "1") == 0;
+		x->autoreply = row[14] != NULL && strcmp(row[14], "1") == 0;
 	}
 	mysql_free_result(res);
 	return n;
