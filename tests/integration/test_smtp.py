@@ -23,6 +23,17 @@ from conftest import MAILNODECTL, TOP, Node, ScramClient, crypt_sha512, free_off
 PASSWORD = "alice's long secret"
 
 
+def ehlo_session(node, helo):
+    """A raw SMTP session on the MX port, greeted and past EHLO."""
+    s = socket.create_connection(("127.0.0.1", node.port(2525)), timeout=10)
+    f = s.makefile("rb")
+    assert f.readline().startswith(b"220")
+    s.sendall(b"EHLO %s\r\n" % helo.encode())
+    while not f.readline().startswith(b"250 "):
+        pass
+    return s, f
+
+
 def apply_text(node, text):
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(text)
@@ -214,12 +225,7 @@ RELAY_TRICKS = [
 @pytest.mark.parametrize("trick", RELAY_TRICKS)
 def test_no_open_relay(mx, trick):
     before = mx.sql("SELECT COUNT(*) FROM queue_messages")
-    s = socket.create_connection(("127.0.0.1", mx.port(2525)), timeout=10)
-    f = s.makefile("rb")
-    assert f.readline().startswith(b"220")
-    s.sendall(b"EHLO relay.example\r\n")
-    while not f.readline().startswith(b"250 "):
-        pass
+    s, f = ehlo_session(mx, "relay.example")
     s.sendall(b"MAIL FROM:<spammer@evil.example>\r\n")
     assert f.readline().startswith(b"250")
     s.sendall(b"RCPT TO:<" + trick.encode() + b">\r\n")
@@ -253,12 +259,7 @@ def test_pipelined_commands_answer_in_order(mx):
 
 
 def test_bdat_chunks(mx):
-    s = socket.create_connection(("127.0.0.1", mx.port(2525)), timeout=10)
-    f = s.makefile("rb")
-    f.readline()
-    s.sendall(b"EHLO c.example\r\n")
-    while not f.readline().startswith(b"250 "):
-        pass
+    s, f = ehlo_session(mx, "c.example")
     s.sendall(b"MAIL FROM:<a@remote.example> BODY=8BITMIME\r\nRCPT TO:<bob@demo.test>\r\n")
     assert f.readline().startswith(b"250") and f.readline().startswith(b"250")
     s.sendall(b"BDAT 12\r\nSubject: b\r\n")
@@ -271,12 +272,7 @@ def test_bdat_chunks(mx):
 
 
 def test_utf8_recipients_need_smtputf8(mx):
-    s = socket.create_connection(("127.0.0.1", mx.port(2525)), timeout=10)
-    f = s.makefile("rb")
-    f.readline()
-    s.sendall(b"EHLO u.example\r\n")
-    while not f.readline().startswith(b"250 "):
-        pass
+    s, f = ehlo_session(mx, "u.example")
     s.sendall(b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<j\xc3\xb6rg@demo.test>\r\n")
     assert f.readline().startswith(b"250")
     assert f.readline().startswith(b"553 5.6.7")
@@ -558,12 +554,7 @@ def test_received_hop_limit(limits):
         assert code == 250
     assert spool_file(limits, qid_of(reply)).count(b"\nReceived: ") == 60
     body = (received_headers(51) + "Subject: loop\r\n\r\nx\r\n").encode()
-    s = socket.create_connection(("127.0.0.1", limits.port(2525)), timeout=10)
-    f = s.makefile("rb")
-    f.readline()
-    s.sendall(b"EHLO c.example\r\n")
-    while not f.readline().startswith(b"250 "):
-        pass
+    s, f = ehlo_session(limits, "c.example")
     s.sendall(b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<bob@demo.test>\r\n")
     assert f.readline().startswith(b"250") and f.readline().startswith(b"250")
     # Cut in the middle of a field name: still counted.
